@@ -1,0 +1,54 @@
+# mocobench: `make setup` once, then `make reproduce-table` (the paper's ablation grids + report) or `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PRESET ?= tiny
+EXECUTOR ?= local
+ABLATIONS_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup data test bench reproduce-table report slurm-up slurm-down setup-transfer setup-browser clean-runs
+
+setup: $(VENV)/.installed data setup-transfer
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Fashion-MNIST for the tiny preset: Debian's package when root with apt, else torchvision's download
+data: $(VENV)/.installed
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null)) \
+	  || echo "apt could not install dataset-fashion-mnist; falling back to torchvision's download"; fi
+	$(PY) -m pretrain.fetch_data
+
+setup-transfer: $(VENV)/.installed
+	bash transfer/setup_detectron2.sh
+
+setup-browser:
+	bash reports/setup_browser.sh
+
+test: $(VENV)/.installed
+	@test -d /usr/share/datasets/fashion-mnist || test -d data/FashionMNIST/raw || $(MAKE) data
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) -m pretrain.bench --preset $(PRESET)
+
+# the paper's ablation grids at PRESET scale (tiny: ~3 h on 2 CPU cores), then the report
+reproduce-table: $(VENV)/.installed
+	@if [ -z "$$SLURM_CONF" ] && [ -f .slurm/env ]; then . ./.slurm/env; fi; \
+	$(PY) -m ablations run all --preset $(PRESET) --executor $(EXECUTOR) $(ABLATIONS_ARGS)
+	$(MAKE) report
+
+report: $(VENV)/.installed
+	$(PY) -m reports
+
+slurm-up:
+	bash ablations/slurm/cluster.sh up
+
+slurm-down:
+	bash ablations/slurm/cluster.sh down

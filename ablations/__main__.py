@@ -1,0 +1,123 @@
+"""``python -m ablations``: run the papers' ablation grids with submitit, and follow them.
+
+  python -m ablations run GRID --preset tiny --executor local|slurm|debug|auto [--dry-run]
+         [--partition P --gpus-per-node G --cpus-per-task C --time MIN --mem-gb M --constraint C
+          --account A --qos Q --array-parallelism N | --profile FILE.yaml] [--set KEY=VALUE ...]
+  python -m ablations status GRID --preset tiny
+  python -m ablations list
+
+GRID is a name under ablations/grids/ (fig3_mechanisms, table1_momentum, figA1_shuffle_bn, v2_table1),
+``all``, or a path to a grid YAML file. Results go to the results table ($MOCOBENCH_RESULTS or
+results/results.csv), run directories to $MOCOBENCH_RUNS or runs/<grid>/<preset>/<config hash>/.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from pretrain.errors import UserError, one_line
+
+
+def _kv(s: str):
+    if "=" not in s:
+        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {s!r}")
+    k, v = s.split("=", 1)
+    return k.strip(), yaml.safe_load(v)
+
+
+def parse(argv=None):
+    from .launcher import EXECUTORS, PARAMS
+    p = argparse.ArgumentParser(prog="python -m ablations", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="submit the runs of a grid that are not finished, and wait for them")
+    s = sub.add_parser("status", help="progress of a grid's runs")
+    sub.add_parser("list", help="the grids and their presets")
+    for q in (r, s):
+        q.add_argument("grid", help="grid name, 'all', or a grid YAML file")
+        q.add_argument("--preset", default="tiny", help="pretrainer preset (default: tiny)")
+        q.add_argument("--set", dest="sets", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                       help="config field set for every run (e.g. data=/datasets/imagenet)")
+        q.add_argument("--runs-dir", default=None, help="root of the run directories (default: runs/)")
+    r.add_argument("--executor", required=True, choices=EXECUTORS,
+                   help="always explicit; auto = slurm if a cluster answers sinfo, else local")
+    r.add_argument("--dry-run", action="store_true", help="print the runs and the estimated cost; submit nothing")
+    r.add_argument("--bench", action="store_true",
+                   help="--dry-run without finished runs to learn from: measure images/s with pretrain.bench")
+    r.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    r.add_argument("--no-wait", action="store_true", help="slurm: submit and return (follow with `status`)")
+    r.add_argument("--max-wait-min", type=float, default=24 * 60, help="bound on the wait (default 24 h)")
+    r.add_argument("--profile", default=None, help="YAML file of SLURM parameters (keys as the flags below)")
+    g = r.add_argument_group("SLURM / launch parameters (override the profile)")
+    helps = {"time": "minutes per job (requeued on timeout)", "parallel": "local executor: runs at a time (default 1)",
+             "ntasks_per_node": "default: gpus-per-node (one task per GPU, DDP)"}
+    for k, t in PARAMS.items():
+        g.add_argument("--" + k.replace("_", "-"), dest=k, type=t, default=None, help=helps.get(k))
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    try:
+        from . import launcher as L
+        from .grid import grid_names, load_grid
+        if args.cmd == "list":
+            for n in grid_names():
+                g = load_grid(n)
+                print(f"{n:20s} {g.get('paper', ''):45s} presets: {', '.join(g['presets'])}")
+            return 0
+        grids = grid_names() if args.grid == "all" else [args.grid]
+        sets = dict(args.sets) or None
+        if args.cmd == "status":
+            for gname in grids:
+                print(L.run_status(gname, args.preset, args.runs_dir, sets))
+            return 0
+        params = L.load_profile(args.profile)
+        params.update({k: getattr(args, k) for k in L.PARAMS if getattr(args, k) is not None})
+        kind = L.resolve_executor(args.executor) if not args.dry_run else args.executor
+        rc, planned_ids = 0, set()
+        for gname in grids:
+            grid, planned = L.plan(gname, args.preset, args.runs_dir, sets, retry_failed=args.retry_failed)
+            if args.dry_run:          # `all`: a config shared with an earlier grid is trained once
+                for p in planned:
+                    if p.state == "todo" and p.run_id in planned_ids:
+                        p.state, p.note = "shared", "same config as an earlier grid: trained once"
+                    planned_ids.add(p.run_id)
+            print(L.format_table(grid, args.preset, planned))
+            todo = sum(p.state == "todo" for p in planned)
+            if args.dry_run:
+                print("\n".join(L.estimate(planned, args.preset, params=params, bench=args.bench)))
+                continue
+            L.record_existing(grid, args.preset, planned)
+            if not todo:
+                print(f"{grid['name']}: nothing to submit")
+                continue
+            folder = L.submitit_folder(kind, grid["name"], args.preset)
+            submitted = L.submit(grid, args.preset, planned, kind, params, folder)
+            print(f"{grid['name']}: submitted {len(submitted)} run(s) with the {kind} executor "
+                  f"(logs: {str(folder).replace('/%j', '')})", flush=True)
+            if args.no_wait and kind == "slurm":
+                continue
+            try:
+                rows = L.wait_all(grid, args.preset, submitted, kind, params, args.max_wait_min * 60)
+            except TimeoutError as e:
+                print(f"error: {e}", file=sys.stderr)
+                rc = 1
+                continue
+            print(L.format_table(grid, args.preset, planned, {r.get("run_id"): r for r in rows if r}))
+            failed = sum(r.get("status") == "failed" for r in rows)
+            print(f"{grid['name']}: {len(rows) - failed} done, {failed} failed (a failed run is a result, "
+                  f"with its reason)")
+        return rc
+    except UserError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; rerun to continue the others", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Ablation grids as data: ``ablations/grids/<name>.yaml`` -> the list of runs for one preset.
+
+A grid file names one experiment of the papers (MoCo, He et al. 2020, Fig. 3, Table/Sec. 4.1 momentum,
+Fig. A.1; MoCo v2, Chen et al. 2020, Table 1) with the paper's values, plus per-preset scaling::
+
+    name: fig3_mechanisms
+    paper: "He et al. 2020, Figure 3"
+    eval: [knn, lincls]          # kNN always; lincls = the linear protocol after pretraining
+    fixed: {}                    # pretrainer config fields set for every run
+    sweep:                       # a list of sub-grids, each the cartesian product of its lists
+      - mechanism: [moco, memory_bank]
+        moco_k: [256, 512, 1024, 4096, 16384, 65536]
+      - mechanism: end_to_end
+        lr_scaling: linear
+        zip: {moco_k: [256, 512, 1024], batch_size: [256, 512, 1024]}   # zipped, not crossed
+    presets:                     # one entry per supported pretrainer preset
+      imagenet: {}               # the paper's values unchanged
+      tiny:
+        drop: [{moco_k: 65536}]  # runs dropped (all keys equal, matched on the paper's values)
+        drop_k_above: subset     # or a number: runs with K > the preset's pretraining images are dropped
+        map: {epochs: {200: preset, 800: 2*preset}}   # paper value -> preset value, after drop
+        fixed: {schedule: [0.6*epochs, 0.8*epochs]}   # relative to the run's epochs
+        eval: [knn]
+        why: "K > 20000 images dropped"
+
+Keys are the pretrainer's config field names (``pretrain.config.Config``); an unknown key is an error.
+Identical runs after mapping are merged (one run, one config hash).
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pretrain.errors import UserError
+
+GRID_DIR = Path(__file__).resolve().parent / "grids"
+EVALS = ("knn", "lincls")
+GRID_KEYS = {"name", "paper", "description", "eval", "fixed", "sweep", "presets"}
+PRESET_KEYS = {"fixed", "map", "drop", "drop_k_above", "eval", "why"}
+
+
+@dataclass
+class RunSpec:
+    """One run of a grid: the pretrainer overrides (on top of the preset) and its evaluations."""
+    overrides: dict
+    swept: dict                  # the grid's swept keys and their (mapped) values, for labels and tables
+    eval: list = field(default_factory=lambda: ["knn"])
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{k}={_fmt(v)}" for k, v in self.swept.items())
+
+
+def _fmt(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def grid_names() -> list[str]:
+    return sorted(p.stem for p in GRID_DIR.glob("*.yaml"))
+
+
+def grid_path(name: str) -> Path:
+    """A grid by name (``fig3_mechanisms``) or by path to a YAML file."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise UserError(f"grid file not found: {p}")
+        return p
+    p = GRID_DIR / f"{name}.yaml"
+    if not p.is_file():
+        raise UserError(f"unknown grid {name!r} (known: {', '.join(grid_names())})")
+    return p
+
+
+def load_grid(name: str) -> dict:
+    path = grid_path(name)
+    try:
+        g = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(g, dict):
+        raise UserError(f"{path}: a grid must be a YAML mapping")
+    unknown = sorted(set(g) - GRID_KEYS)
+    if unknown:
+        raise UserError(f"{path}: unknown grid key(s) {', '.join(unknown)} (known: {', '.join(sorted(GRID_KEYS))})")
+    if not isinstance(g.get("sweep"), list) or not g["sweep"]:
+        raise UserError(f"{path}: 'sweep' must be a non-empty list of sub-grids")
+    if not isinstance(g.get("presets"), dict) or not g["presets"]:
+        raise UserError(f"{path}: 'presets' must map preset names to their scaling")
+    for pname, p in g["presets"].items():
+        p = p or {}
+        bad = sorted(set(p) - PRESET_KEYS)
+        if bad:
+            raise UserError(f"{path}: preset {pname}: unknown key(s) {', '.join(bad)} "
+                            f"(known: {', '.join(sorted(PRESET_KEYS))})")
+    g.setdefault("name", path.stem)
+    g["_path"] = str(path)
+    return g
+
+
+def _expand_sub(sub: dict, where: str) -> list[dict]:
+    sub = dict(sub)
+    zipped = sub.pop("zip", None) or {}
+    crossed = {k: (v if isinstance(v, list) else [v]) for k, v in sub.items()}
+    rows = [dict(zip(crossed, combo)) for combo in itertools.product(*crossed.values())]
+    if zipped:
+        lens = {len(v) for v in zipped.values()}
+        if len(lens) != 1:
+            raise UserError(f"{where}: the lists under 'zip' must have equal lengths")
+        pairs = [dict(zip(zipped, vals)) for vals in zip(*zipped.values())]
+        rows = [{**r, **p} for r in rows for p in pairs]
+    return rows
+
+
+_EXPR = re.compile(r"^\s*(?:([0-9.]+)\s*\*\s*)?(preset|epochs)\s*$")
+
+
+def _resolve(ov: dict, preset: str, grid: str) -> dict:
+    """Values relative to the preset: ``preset`` (the preset's value of that key), ``2*preset``, and
+    ``0.6*epochs`` (a fraction of the run's epochs, e.g. for a step schedule); rounded for int fields."""
+    from pretrain.config import load_config
+    base = None
+    out = dict(ov)
+
+    def val(key, v, epochs):
+        nonlocal base
+        if not isinstance(v, str) or not _EXPR.match(v):
+            return v
+        f, what = _EXPR.match(v).groups()
+        if base is None:
+            base = load_config(preset).to_dict()
+        ref = base[key] if what == "preset" else epochs
+        if isinstance(ref, list):
+            raise UserError(f"grid {grid}: {key}: {v!r} needs a number")
+        x = float(f or 1) * ref
+        return int(round(x)) if isinstance(ref, int) and not isinstance(ref, bool) else x
+
+    if "epochs" in out:
+        out["epochs"] = val("epochs", out["epochs"], None)
+    epochs = out.get("epochs")
+    if epochs is None and any(isinstance(v, (str, list)) for v in out.values()):
+        base = base or load_config(preset).to_dict()
+        epochs = base["epochs"]
+    for k, v in out.items():
+        if k == "epochs":
+            continue
+        out[k] = [val(k, x, epochs) for x in v] if isinstance(v, list) else val(k, v, epochs)
+    return out
+
+
+def _matches(run: dict, cond: dict) -> bool:
+    return all(run.get(k) == v for k, v in cond.items())
+
+
+def expand(grid: dict, preset: str) -> list[RunSpec]:
+    """The runs of ``grid`` at ``preset``: sweep -> drop (paper values) -> map -> fixed, deduplicated."""
+    from pretrain.config import FIELD_NAMES
+    presets = grid["presets"]
+    if preset not in presets:
+        raise UserError(f"grid {grid['name']} has no scaling for preset {preset!r} "
+                        f"(it has: {', '.join(presets)}); add a 'presets: {preset}:' section")
+    ps = presets[preset] or {}
+    evals = list(ps.get("eval", grid.get("eval", ["knn"])))
+    if "knn" not in evals:
+        evals.insert(0, "knn")
+    bad = sorted(set(evals) - set(EVALS))
+    if bad:
+        raise UserError(f"grid {grid['name']}: unknown eval {', '.join(bad)} (known: {', '.join(EVALS)})")
+    fixed = {**(grid.get("fixed") or {}), **(ps.get("fixed") or {})}
+    mapping = ps.get("map") or {}
+    drops = ps.get("drop") or []
+    k_max = ps.get("drop_k_above")
+    if k_max == "subset":                 # K larger than the pretraining set: no such queue/bank
+        from pretrain.config import load_config
+        k_max = load_config(preset).subset or None
+    runs, seen = [], set()
+    for i, sub in enumerate(grid["sweep"]):
+        if not isinstance(sub, dict):
+            raise UserError(f"grid {grid['name']}: sweep[{i}] must be a mapping")
+        for r in _expand_sub(sub, f"grid {grid['name']} sweep[{i}]"):
+            if any(_matches(r, d) for d in drops):
+                continue
+            if k_max and int(r.get("moco_k", fixed.get("moco_k", 0)) or 0) > int(k_max):
+                continue
+            r = {k: (mapping[k].get(v, v) if k in mapping and not isinstance(v, list) else v) for k, v in r.items()}
+            ov = _resolve({**fixed, **r}, preset, grid["name"])
+            r = {k: ov[k] for k in r}
+            unknown = sorted(set(ov) - set(FIELD_NAMES))
+            if unknown:
+                raise UserError(f"grid {grid['name']}: unknown config key(s) {', '.join(unknown)}")
+            key = yaml.safe_dump(ov, sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            runs.append(RunSpec(overrides=ov, swept=r, eval=evals))
+    return runs

@@ -1,0 +1,165 @@
+"""One grid run as a submitit job: pretrain (resuming from ``run_dir/checkpoint.pth``), evaluate (kNN, and the
+linear protocol where the grid asks for it), and write the run's row into the results table.
+
+The job is a submitit ``Checkpointable``: on preemption or time limit, submitit calls :meth:`GridJob.checkpoint`,
+which resubmits the same callable; the requeued job calls ``pretrain.train.run`` again, and that resumes from
+the last epoch checkpoint (the pretrainer saves one atomically every epoch).
+Multi-task jobs (one task per GPU) run DDP: every task calls the pretrainer, which joins the process group from
+the torchrun variables exported here (or SLURM's), and only global rank 0 writes files and the results row.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import submitit
+
+from . import results
+
+SWEPT_COLUMNS = [c for c in results.SWEPT]
+METRIC_KEYS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "lincls_acc1", "lincls_acc5",
+               "wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "host", "git_sha", "finished_at"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def base_row(grid: str, preset: str, run_id: str, run_dir: Path, cfg_dict: dict) -> dict:
+    row = {"grid": grid, "run_id": run_id, "preset": preset, "run_dir": str(run_dir)}
+    for c in SWEPT_COLUMNS:
+        if c in cfg_dict:
+            v = cfg_dict[c]
+            row[c] = ",".join(map(str, v)) if isinstance(v, list) else v
+    return row
+
+
+def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg_dict: dict) -> dict | None:
+    """The results row of a finished run (summary.json, plus lincls.json if there is one), else None."""
+    s = read_json(run_dir / "summary.json")
+    if not s or s.get("status") not in ("done", "failed"):
+        return None
+    row = base_row(grid, preset, run_id, run_dir, cfg_dict)
+    row["status"], row["reason"] = s["status"], s.get("reason") or ""
+    for k in METRIC_KEYS:
+        if s.get(k) is not None:
+            row[k] = s[k]
+    lin = read_json(run_dir / "lincls.json")
+    if lin:
+        for k in ("lincls_acc1", "lincls_acc5"):
+            if lin.get(k) is not None:
+                row[k] = lin[k]
+    return row
+
+
+def _dist_env_from_submitit() -> None:
+    """Export torchrun's variables for a multi-task job (SLURM or the local executor)."""
+    try:
+        env = submitit.JobEnvironment()
+    except RuntimeError:
+        return
+    if env.num_tasks <= 1 or "RANK" in os.environ:
+        return
+    os.environ["RANK"] = str(env.global_rank)
+    os.environ["WORLD_SIZE"] = str(env.num_tasks)
+    os.environ["LOCAL_RANK"] = str(env.local_rank)
+    os.environ.setdefault("MASTER_ADDR", env.hostnames[0] if env.hostnames else "127.0.0.1")
+    jid = "".join(ch for ch in str(env.job_id) if ch.isdigit()) or "0"
+    os.environ.setdefault("MASTER_PORT", str(20000 + int(jid) % 20000))
+
+
+class GridJob(submitit.helpers.Checkpointable):
+    """Callable run by submitit for one (grid, preset, overrides) run."""
+
+    def __init__(self, grid: str, preset: str, overrides: dict, run_dir: str, evals: list,
+                 results_path: str, git_sha: str = "", run_id: str = ""):
+        self.grid, self.preset, self.overrides = grid, preset, dict(overrides)
+        self.run_dir, self.evals = str(run_dir), list(evals)
+        self.results_path, self.git_sha, self.run_id = str(results_path), git_sha, run_id
+
+    def __call__(self) -> dict:
+        from pretrain.config import config_hash, load_config
+        from pretrain.errors import UserError
+
+        _dist_env_from_submitit()
+        rank = int(os.environ.get("RANK", "0"))
+        run_dir = Path(self.run_dir)
+        overrides = dict(self.overrides)
+        if "threads" not in overrides and os.environ.get("SLURM_CPUS_PER_TASK"):
+            overrides["threads"] = int(os.environ["SLURM_CPUS_PER_TASK"])   # not part of the config hash
+        cfg = load_config(self.preset, overrides)
+        run_id = config_hash(cfg)
+        cfg_dict = {**cfg.to_dict(), "lr": cfg.effective_lr}   # the lr used (linear scaling applied)
+        row = base_row(self.grid, self.preset, run_id, run_dir, cfg_dict)
+        if self.run_id and run_id != self.run_id:
+            # The code or the preset changed between submission and start: this is not the planned run.
+            if rank != 0:
+                return {}
+            row = {**base_row(self.grid, self.preset, self.run_id, run_dir, cfg_dict), "status": "failed",
+                   "reason": f"config changed since submission (hash {self.run_id} -> {run_id}: code or preset "
+                             f"edited); rerun the grid", "host": socket.gethostname(), "finished_at": _now()}
+            results.upsert([row], self.results_path, key=("grid", "run_id"))
+            return row
+        if rank == 0:
+            results.upsert([{**row, "status": "running", "host": socket.gethostname()}], self.results_path,
+                           key=("grid", "run_id"))
+        try:
+            from pretrain.train import run
+            summary = run(cfg, run_dir, resume=True, progress=False)
+            if summary.get("status") == "done" and "lincls" in self.evals and rank == 0 \
+                    and not (run_dir / "lincls.json").exists():
+                atomic_write_json(run_dir / "lincls.json", self._lincls(cfg, run_dir))
+        except (UserError, ValueError, RuntimeError, OSError) as e:
+            # A run that cannot run (bad config, data, crash) is a result too: recorded, never retried silently.
+            reason = f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
+            if rank == 0:
+                (run_dir).mkdir(parents=True, exist_ok=True)
+                (run_dir / "error.log").write_text(traceback.format_exc())
+                if not (run_dir / "summary.json").exists():
+                    atomic_write_json(run_dir / "summary.json",
+                                      {"status": "failed", "reason": reason, "run_id": run_id,
+                                       "host": socket.gethostname(), "finished_at": _now()})
+        if rank != 0:
+            return {}
+        final = row_from_run_dir(self.grid, self.preset, run_id, run_dir, cfg_dict) or \
+            {**row, "status": "failed", "reason": "no summary.json written"}
+        final.setdefault("host", socket.gethostname())
+        final.setdefault("finished_at", _now())
+        if self.git_sha and not final.get("git_sha"):
+            final["git_sha"] = self.git_sha
+        results.upsert([final], self.results_path, key=("grid", "run_id"))
+        return final
+
+    @staticmethod
+    def _lincls(cfg, run_dir: Path) -> dict:
+        """The linear protocol (paper Sec. 4.1: frozen backbone, linear classifier; official defaults)."""
+        import torch
+        from pretrain import lincls
+        dev = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+        out = lincls.run(str(run_dir / "checkpoint.pth"), out=str(run_dir / "lincls.json"), progress=False,
+                         device=dev)
+        return {**out, "finished_at": _now()}
+
+    def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
+        """Preempted or out of time: requeue the same callable; it resumes from run_dir/checkpoint.pth."""
+        return submitit.helpers.DelayedSubmission(GridJob(self.grid, self.preset, self.overrides, self.run_dir,
+                                                          self.evals, self.results_path, self.git_sha,
+                                                          self.run_id))

@@ -1,0 +1,57 @@
+"""``python -m pretrain``: MoCo pretraining (see README). Every config key is a flag; ``--preset`` picks the
+YAML preset (imagenet, imagenet-v2, cifar10, tiny) or a YAML file of your own."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import add_config_args, config_hash, load_config, overrides_from_args
+from .errors import EXIT_DIVERGED, UserError, die
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(prog="python -m pretrain", description=__doc__)
+    p.add_argument("--preset", default="imagenet", help="preset name or YAML file (default: imagenet)")
+    p.add_argument("--output", default="", help="run directory (default: runs/<preset>-<config hash>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its checkpoint")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_args(p)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    try:
+        cfg = load_config(args.preset, overrides_from_args(args))
+        if args.print_config:
+            import yaml
+            print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+            return 0
+        out = Path(args.output) if args.output else Path("runs") / f"{Path(args.preset).stem}-{config_hash(cfg)}"
+        from .train import run
+        t = time.time()
+        summary = run(cfg, out, resume=args.resume or not args.output, progress=not args.no_progress)
+    except UserError as e:
+        die(e)
+    except KeyboardInterrupt:
+        print("interrupted: the last completed epoch is in the checkpoint; rerun with --resume", file=sys.stderr)
+        return 130
+    if int(os.environ.get("RANK", "0")) == 0:     # one report per run, not per process
+        if summary["status"] == "failed":
+            print(f"error: run failed: {summary['reason']} (recorded in {out / 'summary.json'})", file=sys.stderr)
+        else:
+            knn = summary.get("knn_acc")
+            print(f"done: {summary['epochs_done']} epochs in {time.time() - t:.0f}s, "
+                  f"kNN {knn:.2f}%, pretext acc@1 {summary['pretext_acc1']:.1f}%, "
+                  f"{summary['images_per_s']:.0f} img/s -> {out}")
+            print(json.dumps(summary))
+    return EXIT_DIVERGED if summary["status"] == "failed" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

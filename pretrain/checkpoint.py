@@ -1,0 +1,87 @@
+"""Atomic files (temp file + rename: a killed run never leaves a half-written checkpoint or result) and the
+random-number-generator state that makes a resumed run bit-identical."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+FORMAT = "mocobench-v1"
+
+
+def _atomic(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)             # mkstemp makes 0600; give the file the usual permissions
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    _atomic(path, lambda f: f.write(text.encode()))
+
+
+def atomic_write_json(path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def atomic_save(obj, path) -> None:
+    _atomic(path, lambda f: torch.save(obj, f))
+
+
+def rng_state() -> dict:
+    s = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+    return s
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def load(path, map_location="cpu") -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"checkpoint not found: {p}")
+    try:
+        ck = torch.load(p, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad file for the user
+        raise UserError(f"cannot read checkpoint {p}: {' '.join(str(e).split())[:200]}") from None
+    if not isinstance(ck, dict) or "state_dict" not in ck:
+        raise UserError(f"{p}: not a MoCo checkpoint (no 'state_dict')")
+    return ck
+
+
+def query_encoder_state(ck: dict, path="checkpoint") -> dict:
+    """The query encoder's weights from our checkpoint or an official MoCo one (``module.encoder_q.*``)."""
+    out = {}
+    for k, v in ck["state_dict"].items():
+        k = k[len("module."):] if k.startswith("module.") else k
+        if k.startswith("encoder_q."):
+            out[k[len("encoder_q."):]] = v
+    if not out:
+        raise UserError(f"{path}: no query encoder (encoder_q.*) in the checkpoint")
+    return out

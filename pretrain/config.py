@@ -1,0 +1,253 @@
+"""One config object for the pretrainer (detectron2 style: defaults in one place, presets are YAML files
+that inherit with ``_base_``, command-line flags override).
+
+The dataclass defaults are the paper's ImageNet MoCo v1 settings (He et al. 2020, Sec. 4 and the official
+``main_moco.py``): ResNet-50, K = 65536, m = 0.999, tau = 0.07, SGD lr 0.03 at batch 256, momentum 0.9,
+weight decay 1e-4, 200 epochs, lr x0.1 at epochs 120 and 160.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+MECHANISMS = ("moco", "end_to_end", "memory_bank")
+SHUFFLE_BN = ("auto", "ddp", "split", "off", "sync")
+DATASETS = ("imagefolder", "cifar10", "cifar100", "stl10", "fashion_mnist", "synthetic")
+AUGMENT_ON = ("workers", "batched")
+
+
+@dataclass
+class Config:
+    # --- data -------------------------------------------------------------------------------------
+    dataset: str = "imagefolder"      # imagefolder (ImageNet layout) | cifar10 | cifar100 | stl10 | fashion_mnist | synthetic
+    data: str = ""                    # dataset root ('' = the dataset's default location)
+    subset: int = 0                   # use the first N training images of a fixed random order (0 = all)
+    image_size: int = 224             # crop size of the augmentations
+    augment_on: str = "workers"       # workers: per image in DataLoader workers | batched: on tensors, on the device
+    workers: int = 32                 # DataLoader worker processes
+    aug_plus: bool = False            # MoCo v2 augmentation (blur, stronger colour jitter)
+    # --- model ------------------------------------------------------------------------------------
+    arch: str = "resnet50"            # any torchvision ResNet constructor name
+    cifar_stem: bool = False          # 3x3 stride-1 first conv, no max-pool (small images)
+    in_chans: int = 3
+    width: int = 64                   # channels of the first stage (torchvision: 64)
+    moco_dim: int = 128               # feature dimension
+    mlp: bool = False                 # MoCo v2 MLP head
+    # --- contrastive mechanism ----------------------------------------------------------------------
+    mechanism: str = "moco"           # moco | end_to_end | memory_bank (paper Fig. 3)
+    moco_k: int = 65536               # K: queue size (moco), negatives per step (memory_bank); end_to_end: = batch
+    moco_m: float = 0.999             # m: momentum of the key encoder (Eq. 2)
+    moco_t: float = 0.07              # tau: softmax temperature (Eq. 1)
+    bank_m: float = 0.5               # memory bank: v <- normalize(bank_m * v + (1 - bank_m) * q) (Wu et al. 2018)
+    shuffle_bn: str = "auto"          # auto (ddp if world > 1 else split) | ddp | split | off | sync
+    bn_splits: int = 8                # split: BN sub-batches in one process (official CIFAR demo's SplitBatchNorm)
+    # --- optimisation -----------------------------------------------------------------------------
+    epochs: int = 200
+    batch_size: int = 256             # total over all processes
+    lr: float = 0.03                  # at lr_ref_batch
+    lr_ref_batch: int = 256
+    lr_scaling: str = "none"          # none | linear (lr * batch_size / lr_ref_batch)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: list = field(default_factory=lambda: [120, 160])   # lr x0.1 at these epochs (ignored with cos)
+    cos: bool = False                 # MoCo v2 cosine schedule
+    # --- evaluation & bookkeeping -------------------------------------------------------------------
+    knn_every: int = 10               # kNN monitor every N epochs (and at the end; 0 = only at the end)
+    knn_k: int = 200
+    knn_t: float = 0.1
+    knn_feature: str = "backbone"     # backbone (pooled features) | head (normalised moco_dim output, as the CIFAR demo)
+    knn_subset: int = 0               # kNN: first N test images (0 = all)
+    seed: int = 0
+    device: str = "auto"              # auto | cpu | cuda
+    threads: int = 0                  # torch CPU threads per process (0 = torch's default)
+    max_steps: int = 0                # stop each epoch after N steps (0 = full epochs; for tests and benchmarks)
+    fail_on_nan: bool = True
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def effective_lr(self) -> float:
+        if self.lr_scaling == "linear":
+            return self.lr * self.batch_size / self.lr_ref_batch
+        return self.lr
+
+
+FIELD_NAMES = [f.name for f in fields(Config)]
+
+
+def _check_keys(d: dict, where: str) -> None:
+    for k in d:
+        if k not in FIELD_NAMES:
+            close = difflib.get_close_matches(k, FIELD_NAMES, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UserError(f"unknown config key '{k}' in {where}{hint}")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    f = Config.__dataclass_fields__[name]
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, list):
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            return [int(v) for v in value]
+        return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"config key '{name}': cannot read {value!r} as {type(default).__name__}") from None
+
+
+def preset_path(name: str) -> Path:
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.exists():
+            raise UserError(f"config file not found: {p}")
+        return p
+    p = PRESET_DIR / f"{name}.yaml"
+    if not p.exists():
+        names = ", ".join(sorted(x.stem for x in PRESET_DIR.glob("*.yaml")))
+        raise UserError(f"unknown preset '{name}' (presets: {names})")
+    return p
+
+
+def read_yaml(path: Path, _seen: tuple = ()) -> dict:
+    """A preset file with its ``_base_`` chain resolved (the base first, this file on top)."""
+    path = path.resolve()
+    if path in _seen:
+        raise UserError(f"config inheritance loop at {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of config keys")
+    base = data.pop("_base_", None)
+    out: dict = {}
+    if base:
+        out.update(read_yaml(preset_path(str(path.parent / base)) if str(base).endswith((".yaml", ".yml"))
+                             else preset_path(base), _seen + (path,)))
+    _check_keys(data, str(path))
+    out.update(data)
+    return out
+
+
+def validate(cfg: Config) -> Config:
+    def bad(msg: str):
+        raise UserError(msg)
+
+    if cfg.mechanism not in MECHANISMS:
+        bad(f"mechanism must be one of {', '.join(MECHANISMS)}, got '{cfg.mechanism}'")
+    if cfg.shuffle_bn not in SHUFFLE_BN:
+        bad(f"shuffle_bn must be one of {', '.join(SHUFFLE_BN)}, got '{cfg.shuffle_bn}'")
+    if cfg.dataset not in DATASETS:
+        bad(f"dataset must be one of {', '.join(DATASETS)}, got '{cfg.dataset}'")
+    if cfg.augment_on not in AUGMENT_ON:
+        bad(f"augment_on must be one of {', '.join(AUGMENT_ON)}, got '{cfg.augment_on}'")
+    if cfg.lr_scaling not in ("none", "linear"):
+        bad(f"lr_scaling must be 'none' or 'linear', got '{cfg.lr_scaling}'")
+    if cfg.knn_feature not in ("backbone", "head"):
+        bad(f"knn_feature must be 'backbone' or 'head', got '{cfg.knn_feature}'")
+    if cfg.moco_k < 1:
+        bad(f"moco_k (K) must be >= 1, got {cfg.moco_k}")
+    if not 0.0 <= cfg.moco_m <= 1.0:
+        bad(f"moco_m (m) must be in [0, 1], got {cfg.moco_m}")
+    if not 0.0 <= cfg.bank_m < 1.0:
+        bad(f"bank_m must be in [0, 1), got {cfg.bank_m}")
+    if not cfg.moco_t > 0:
+        bad(f"moco_t (tau) must be > 0, got {cfg.moco_t}")
+    for name in ("batch_size", "epochs", "moco_dim", "image_size", "in_chans", "width", "bn_splits", "lr_ref_batch",
+                 "knn_k"):
+        if getattr(cfg, name) < 1:
+            bad(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("subset", "workers", "knn_every", "max_steps", "threads", "knn_subset"):
+        if getattr(cfg, name) < 0:
+            bad(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if not cfg.lr > 0:
+        bad(f"lr must be > 0, got {cfg.lr}")
+    if cfg.mechanism == "end_to_end" and cfg.moco_k != cfg.batch_size:
+        bad(f"end_to_end: the dictionary is the mini-batch, so moco_k must equal batch_size "
+            f"(got K={cfg.moco_k}, batch={cfg.batch_size}); sweep K by sweeping batch_size")
+    if cfg.dataset == "imagefolder" and cfg.augment_on == "batched":
+        bad("augment_on=batched needs fixed-size images (cifar10/100, stl10, fashion_mnist, synthetic); "
+            "use augment_on=workers for imagefolder")
+    if sorted(cfg.schedule) != list(cfg.schedule):
+        bad(f"schedule must be increasing epochs, got {cfg.schedule}")
+    return cfg
+
+
+def load_config(preset: str | None = "imagenet", overrides: dict | None = None) -> Config:
+    """Defaults <- preset YAML (with ``_base_`` chain) <- overrides; unknown keys are an error."""
+    values: dict = {}
+    if preset:
+        values.update(read_yaml(preset_path(preset)))
+    if overrides:
+        _check_keys(overrides, "overrides")
+        values.update(overrides)
+    values = {k: _coerce(k, v) for k, v in values.items()}
+    if values.get("mechanism") == "end_to_end":
+        # end-to-end: the dictionary is the mini-batch, so K and the batch size are one number; whichever
+        # the user set decides the other (sweeping K means sweeping the batch size)
+        over = overrides or {}
+        if "moco_k" in over and "batch_size" not in over:
+            values["batch_size"] = values["moco_k"]
+        elif "moco_k" not in over:
+            values["moco_k"] = values.get("batch_size", Config.batch_size)
+    return validate(Config(**values))
+
+
+def config_hash(cfg: Config) -> str:
+    """12 hex digits identifying the resolved config (what determines the result)."""
+    d = cfg.to_dict()
+    for k in ("workers", "device", "threads", "data"):   # how/where it runs, not what it computes
+        d.pop(k, None)
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def save_yaml(cfg: Config, path: Path) -> None:
+    from .checkpoint import atomic_write_text
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field (``moco_k`` -> ``--moco-k``), default None = keep the preset's value."""
+    g = parser.add_argument_group("config (override the preset)")
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if isinstance(default, bool):
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        elif isinstance(default, list):
+            g.add_argument(flag, dest=f.name, type=int, nargs="+", default=None, metavar="EPOCH")
+        else:
+            g.add_argument(flag, dest=f.name, type=str, default=None, metavar=type(default).__name__.upper())
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in FIELD_NAMES if getattr(args, name, None) is not None}

@@ -1,0 +1,70 @@
+"""Encoders: torchvision ResNets (parameter names unchanged, so the official MoCo tools and the detectron2
+converter read our checkpoints), with the options needed at small scale, and the v1 / v2 heads."""
+from __future__ import annotations
+
+import torch.nn as nn
+import torchvision.models.resnet as tv_resnet
+
+from .errors import UserError
+
+RESNETS = sorted(n for n in tv_resnet.__all__ if n[0].islower() and n not in ("resnet",)
+                 and callable(getattr(tv_resnet, n)) and not n.startswith("get"))
+
+
+def _rebuild_width(model: tv_resnet.ResNet, width: int, in_chans: int, cifar_stem: bool) -> None:
+    """Rebuild stem and stages with ``width`` first-stage channels via torchvision's own ``_make_layer``."""
+    block = type(model.layer1[0])
+    layers = [len(model.layer1), len(model.layer2), len(model.layer3), len(model.layer4)]
+    num_classes = model.fc.out_features
+    model.inplanes = width
+    model.dilation = 1
+    if cifar_stem:
+        model.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    else:
+        model.conv1 = nn.Conv2d(in_chans, width, kernel_size=7, stride=2, padding=3, bias=False)
+    model.bn1 = nn.BatchNorm2d(width)
+    model.layer1 = model._make_layer(block, width, layers[0])
+    model.layer2 = model._make_layer(block, width * 2, layers[1], stride=2)
+    model.layer3 = model._make_layer(block, width * 4, layers[2], stride=2)
+    model.layer4 = model._make_layer(block, width * 8, layers[3], stride=2)
+    model.fc = nn.Linear(width * 8 * block.expansion, num_classes)
+    # torchvision's initialisation (ResNet.__init__)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
+def build_encoder(arch: str = "resnet50", dim: int = 128, mlp: bool = False, cifar_stem: bool = False,
+                  in_chans: int = 3, width: int = 64) -> tv_resnet.ResNet:
+    """A torchvision ResNet whose ``fc`` maps to the ``dim``-d feature.
+
+    v1 head: ``fc = Linear(feat, dim)``; v2 head (``mlp``): ``fc = Sequential(Linear(feat, feat), ReLU,
+    Linear(feat, dim))`` exactly as the official code (so the keys are ``fc.0.*`` and ``fc.2.*``).
+    """
+    if arch not in RESNETS:
+        raise UserError(f"unknown arch '{arch}' (torchvision ResNets: {', '.join(RESNETS)})")
+    model = getattr(tv_resnet, arch)(num_classes=dim)
+    if cifar_stem or in_chans != 3 or width != 64:
+        _rebuild_width(model, width, in_chans, cifar_stem)
+    if mlp:
+        feat = model.fc.weight.shape[1]
+        model.fc = nn.Sequential(nn.Linear(feat, feat), nn.ReLU(), model.fc)
+    return model
+
+
+def feature_dim(encoder: tv_resnet.ResNet) -> int:
+    fc = encoder.fc
+    first = fc[0] if isinstance(fc, nn.Sequential) else fc
+    return first.in_features
+
+
+def backbone_forward(encoder: tv_resnet.ResNet, x):
+    """Pooled features before ``fc`` (what kNN and the linear protocol use)."""
+    e = encoder
+    x = e.maxpool(e.relu(e.bn1(e.conv1(x))))
+    x = e.layer4(e.layer3(e.layer2(e.layer1(x))))
+    return e.avgpool(x).flatten(1)

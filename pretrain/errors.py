@@ -1,0 +1,38 @@
+"""One error type for bad user input: the CLIs print it as one line and exit non-zero."""
+from __future__ import annotations
+
+import sys
+
+
+class UserError(Exception):
+    """A problem with the user's input (path, config key, value range, data, checkpoint)."""
+
+
+class Diverged(Exception):
+    """Training produced a non-finite loss (the paper's "fail", e.g. m = 0)."""
+
+
+EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` as one line.
+
+    A UserError raised inside a DataLoader worker is re-raised in the main process with the
+    worker's traceback in its message; keep only the original message.
+    """
+    msg = str(exc)
+    if "Original Traceback" in msg:
+        lines = [ln for ln in msg.strip().splitlines() if ln.strip()]
+        last = lines[-1]
+        for prefix in ("pretrain.errors.UserError: ", "UserError: "):
+            if last.startswith(prefix):
+                last = last[len(prefix):]
+        msg = last
+    return " ".join(msg.split())
+
+
+def die(exc: BaseException, code: int = EXIT_USER_ERROR) -> "None":
+    print(f"error: {one_line(exc)}", file=sys.stderr)
+    sys.exit(code)

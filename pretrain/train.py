@@ -1,0 +1,291 @@
+"""The pretraining loop: ``run(cfg, run_dir)``.
+
+Step order as the official ``main_moco.py`` + ``builder.py``: (augment,) query forward, momentum update of
+the key encoder, (shuffle,) key forward, logits, enqueue; then backward and the SGD step of the query encoder.
+Everything needed to continue (both encoders, queue/bank, optimizer, epoch, every RNG, the metrics so far) is
+checkpointed atomically every epoch; a resumed CPU run ends bit-identical to an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import resource
+import socket
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from . import data
+from . import distributed as D
+from .augment import BatchedAugment, TwoCrops, pil_transform
+from .builder import accuracy, build_model, info_nce
+from .checkpoint import (FORMAT, atomic_save, atomic_write_json, atomic_write_text, load, rng_state,
+                         set_rng_state)
+from .config import Config, config_hash, save_yaml
+from .encoder import build_encoder
+from .errors import Diverged, UserError
+from .knn import eval_loaders, knn_accuracy
+from .schedule import lr_at
+from .shuffle_bn import convert_bn, resolve_mode
+
+
+def seed_all(seed: int, epoch: int, rank: int) -> int:
+    """Reseed every RNG at the start of an epoch (a resumed run draws exactly the same numbers)."""
+    s = (seed * 1_000_003 + epoch * 7919 + rank * 104_729) % (2 ** 31)
+    torch.manual_seed(s)
+    random.seed(s)
+    np.random.seed(s)
+    return s
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def peak_mem_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # Linux: KiB
+
+
+class Trainer:
+    """Builds data, model and optimizer from a config; ``fit()`` runs the epochs."""
+
+    def __init__(self, cfg: Config, run_dir: Path, progress: bool = True):
+        self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
+        self.device = D.init(cfg.device)
+        self.world, self.rank = D.world_size(), D.rank()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_all(cfg.seed, 0, self.rank)
+        if cfg.batch_size % self.world:
+            raise UserError(f"batch_size {cfg.batch_size} is not divisible by the {self.world} processes")
+        self.batch = cfg.batch_size // self.world
+        self.mode = resolve_mode(cfg.shuffle_bn, self.world)
+        if self.mode in ("split", "off") and self.world == 1 and self.batch % cfg.bn_splits:
+            raise UserError(f"shuffle_bn={self.mode}: batch {self.batch} is not divisible by bn_splits "
+                            f"{cfg.bn_splits}")
+        self._build_data()
+        enc = build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans, cfg.width)
+        enc = convert_bn(enc, self.mode, cfg.bn_splits, self.world, self.device)
+        self.model = build_model(cfg, enc, self.num_images, self.mode).to(self.device)
+        self.net = (DDP(self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
+                        broadcast_buffers=False) if self.world > 1 else self.model)
+        self.optimizer = torch.optim.SGD([p for p in self.model.parameters() if p.requires_grad],
+                                         lr=cfg.effective_lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
+        self.start_epoch, self.history = 0, []
+
+    # -- data ---------------------------------------------------------------------------------------------
+    def _build_data(self) -> None:
+        cfg = self.cfg
+        mean, std = data.stats(cfg)
+        if cfg.dataset == "imagefolder":
+            train_dir, _ = data.imagefolder_dirs(cfg.data)
+            self.train_set = data.IndexedImageFolder(train_dir, TwoCrops(pil_transform(cfg.image_size, cfg.aug_plus,
+                                                                                         mean, std)))
+            self.batched_aug = None
+        else:
+            split = data.pretrain_split(cfg)
+            batched = cfg.augment_on == "batched"
+            tf = None if batched else TwoCrops(pil_transform(cfg.image_size, cfg.aug_plus, mean, std))
+            self.train_set = data.TensorImages(split, tf)
+            self.batched_aug = BatchedAugment(cfg.image_size, cfg.aug_plus, mean, std) if batched else None
+        self.num_images = len(self.train_set)
+        if self.num_images < cfg.batch_size:
+            raise UserError(f"batch_size {cfg.batch_size} is larger than the {self.num_images} training images")
+        self.sampler = torch.utils.data.DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank,
+                                                           shuffle=True, seed=cfg.seed, drop_last=True)
+        self.eval_sets = None
+
+    def loader(self, epoch: int):
+        self.sampler.set_epoch(epoch)
+        g = torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch)
+        workers = self.cfg.workers
+        return torch.utils.data.DataLoader(
+            self.train_set, batch_size=self.batch, sampler=self.sampler, num_workers=workers, drop_last=True,
+            pin_memory=self.device.type == "cuda", worker_init_fn=data.worker_init if workers else None,
+            generator=g, persistent_workers=False, prefetch_factor=4 if workers else None)
+
+    # -- checkpoint -----------------------------------------------------------------------------------------
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoint.pth"
+
+    def save(self, epoch: int) -> None:
+        if not D.is_main():
+            return
+        atomic_save({"format": FORMAT, "arch": self.cfg.arch, "config": self.cfg.to_dict(), "epoch": epoch,
+                     "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "rng": rng_state(), "history": self.history}, self.ckpt_path)
+        atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+
+    def resume(self) -> None:
+        if not self.ckpt_path.exists():
+            return
+        ck = load(self.ckpt_path, map_location=self.device)
+        old, new = dict(ck.get("config", {})), self.cfg.to_dict()
+        diff = [k for k in new if k not in ("workers", "device", "threads", "data", "epochs", "knn_every")
+                and old.get(k) != new[k]]
+        if diff:
+            raise UserError(f"{self.ckpt_path} was written with another config ({', '.join(diff)} differ); "
+                            f"use a new --output directory")
+        self.model.load_state_dict(ck["state_dict"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.start_epoch, self.history = int(ck["epoch"]), list(ck.get("history", []))
+        set_rng_state(ck["rng"])
+
+    # -- training -----------------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict:
+        cfg, dev = self.cfg, self.device
+        seed = seed_all(cfg.seed, epoch, self.rank)
+        g = torch.Generator(device=dev).manual_seed(seed)
+        lr = lr_at(cfg, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.net.train()
+        sums = torch.zeros(4, dtype=torch.float64)         # loss, acc1, acc5, steps
+        images, t_step, t0 = 0, 0.0, time.perf_counter()
+        steps = len(self.sampler) // self.batch
+        if cfg.max_steps:
+            steps = min(steps, cfg.max_steps)
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=1.0,
+                   disable=not (self.progress and D.is_main()), dynamic_ncols=True)
+        for step, (x, idx) in enumerate(self.loader(epoch)):
+            if step >= steps:
+                break
+            ts = time.perf_counter()
+            idx = idx.to(dev, non_blocking=True)
+            if self.batched_aug is not None:
+                x = x.to(dev, non_blocking=True)
+                im_q = self.batched_aug(x, g)
+                im_k = self.batched_aug(x, g) if self.model.uses_key_view else None
+            else:
+                im_q = x[0].to(dev, non_blocking=True)
+                im_k = x[1].to(dev, non_blocking=True) if self.model.uses_key_view else None
+            logits, labels = self.net(im_q, im_k, idx)
+            loss = info_nce(logits, labels)
+            lval = loss.detach().clone()
+            if self.world > 1:
+                torch.distributed.all_reduce(lval)
+                lval /= self.world
+            if cfg.fail_on_nan and not torch.isfinite(lval):
+                bar.close()
+                raise Diverged(f"loss is {lval.item()} at epoch {epoch + 1}, step {step + 1}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            acc1, acc5 = accuracy(logits, labels)
+            sums += torch.tensor([lval.item(), acc1, acc5, 1.0], dtype=torch.float64)
+            images += im_q.shape[0] * self.world
+            t_step += time.perf_counter() - ts
+            bar.update(1)
+            bar.set_postfix(loss=f"{lval.item():.3f}", acc1=f"{acc1:.1f}", refresh=False)
+        bar.close()
+        seconds = time.perf_counter() - t0
+        if self.world > 1:
+            s = sums.to(dev)
+            torch.distributed.all_reduce(s)
+            sums = s.cpu() / self.world
+        n = max(sums[3].item(), 1.0)
+        return {"epoch": epoch + 1, "loss": sums[0].item() / n, "pretext_acc1": sums[1].item() / n,
+                "pretext_acc5": sums[2].item() / n, "lr": lr, "images_per_s": images / max(seconds, 1e-9),
+                "step_time_s": t_step / n, "seconds": seconds, "peak_mem_mb": peak_mem_mb(dev)}
+
+    def knn(self) -> float | None:
+        acc = None
+        if D.is_main():
+            if self.eval_sets is None:
+                self.eval_sets = eval_loaders(self.cfg)
+            acc = knn_accuracy(self.model.encoder_q, self.cfg, self.device, self.eval_sets)
+        if self.world > 1:
+            t = torch.tensor([acc if acc is not None else 0.0], device=self.device)
+            torch.distributed.broadcast(t, 0)
+            acc = t.item()
+        return acc
+
+    def fit(self) -> dict:
+        cfg = self.cfg
+        mem_before = peak_mem_mb(self.device)    # data + model, before any training step
+        for epoch in range(self.start_epoch, cfg.epochs):
+            rec = self.train_epoch(epoch)
+            rec["mem_before_train_mb"] = mem_before
+            last = epoch + 1 == cfg.epochs
+            if last or (cfg.knn_every and (epoch + 1) % cfg.knn_every == 0):
+                t = time.perf_counter()
+                rec["knn_acc"] = self.knn()
+                rec["knn_seconds"] = time.perf_counter() - t
+            self.history.append(rec)
+            self.save(epoch + 1)
+        return self.history[-1] if self.history else {}
+
+
+def summarize(cfg: Config, history: list, status: str, reason: str, wall_s: float, device) -> dict:
+    last = history[-1] if history else {}
+    knn = [r["knn_acc"] for r in history if r.get("knn_acc") is not None]
+    return {
+        "status": status, "reason": reason, "run_id": config_hash(cfg), "epochs_done": len(history),
+        "loss": last.get("loss"), "pretext_acc1": last.get("pretext_acc1"), "pretext_acc5": last.get("pretext_acc5"),
+        "knn_acc": knn[-1] if knn else None,
+        "wall_s": wall_s,
+        "images_per_s": float(np.mean([r["images_per_s"] for r in history])) if history else None,
+        "step_time_s": float(np.mean([r["step_time_s"] for r in history])) if history else None,
+        "peak_mem_mb": max([r["peak_mem_mb"] for r in history], default=peak_mem_mb(device)),
+        "host": socket.gethostname(), "git_sha": git_sha(), "torch": torch.__version__,
+        "python": platform.python_version(), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def run(cfg: Config, run_dir, resume: bool = True, progress: bool = True) -> dict:
+    """Train ``cfg`` into ``run_dir`` (resuming from its checkpoint) and return the summary.
+
+    A finished run is not trained again (its summary is returned). A non-finite loss ends the run with
+    status ``failed`` and the reason, as the paper's "fail" (m = 0): a result, not a crash.
+    """
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if resume and summary_path.exists():
+        done = json.loads(summary_path.read_text())
+        if done.get("run_id") == config_hash(cfg) and done.get("status") in ("done", "failed"):
+            return done
+    if not resume and (run_dir / "checkpoint.pth").exists():
+        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --output")
+    t0 = time.time()
+    trainer = Trainer(cfg, run_dir, progress)
+    try:
+        if D.is_main():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_yaml(cfg, run_dir / "config.yaml")
+        if resume:
+            trainer.resume()
+        wall_before = float(trainer.history[-1].get("wall_s", 0.0)) if trainer.history else 0.0
+        status, reason = "done", ""
+        try:
+            trainer.fit()
+        except Diverged as e:
+            status, reason = "failed", f"diverged: {e}"
+        wall = wall_before + time.time() - t0
+        if trainer.history:
+            trainer.history[-1]["wall_s"] = wall
+        summary = summarize(cfg, trainer.history, status, reason, wall, trainer.device)
+        if D.is_main():
+            atomic_write_json(summary_path, summary)
+            if status == "failed":
+                atomic_write_text(run_dir / "metrics.jsonl",
+                                  "".join(json.dumps(r) + "\n" for r in trainer.history))
+        return summary
+    finally:
+        D.cleanup()

@@ -1,0 +1,43 @@
+"""``python -m reports [--results CSV] [--out DIR]``: build the report.
+
+With no results table yet (``make report`` before any run) every claim is
+"not run" and the command still succeeds; an unreadable table, or a
+``--results`` path that does not exist, is one error line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m reports", description=__doc__.splitlines()[0])
+    ap.add_argument("--results", default=None,
+                    help="results table CSV (default: $MOCOBENCH_RESULTS or results/results.csv)")
+    ap.add_argument("--out", default=None, help="output folder (default: reports/out)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    from .errors import ReportError
+    if args.results is not None and not Path(args.results).is_file():
+        print(f"error: results table {args.results} does not exist (or is not a file)", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path(__file__).resolve().parent / "out"
+    try:
+        from .build import build
+        r = build(args.results, out, progress=not args.quiet)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        return 2
+    print(r["summary"])
+    for v in r["verdicts"]:
+        print(f"  [{v.status:>14}] {v.claim}: {v.detail}")
+    print(f"report: {r['html']}  {r['markdown']}  figures: {out / 'figures'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Loading the inputs of the report: our results table and the paper's numbers.
+
+Our numbers are read only through :func:`ablations.results.read` (the suite's
+one results table); per-epoch curves come from each row's
+``run_dir/metrics.jsonl``.  The paper's numbers live in ``reports/paper/*.csv``
+(one CSV per table/figure, each row with a ``source`` and a ``verified`` flag).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ablations import results as results_table
+from .errors import ReportError
+
+PAPER_DIR = Path(__file__).resolve().parent / "paper"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+GRIDS = ("fig3_mechanisms", "table1_momentum", "figA1_shuffle_bn", "v2_table1", "transfer")
+MECHANISMS = ("moco", "end_to_end", "memory_bank")
+MECH_LABEL = {"moco": "MoCo", "end_to_end": "end-to-end", "memory_bank": "memory bank"}
+METRIC_LABEL = {"lincls_acc1": "linear top-1 (%)", "knn_acc": "kNN top-1 (%)",
+                "pretext_acc1": "pretext top-1 (%)"}
+SHUFFLE_ON = ("ddp", "split", "sync", "auto")  # auto resolves to ddp or split (never off)
+
+_BOOL = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False,
+         "yes": True, "no": False}
+
+
+def _to_bool(v):
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    s = str(v).strip().lower()
+    return _BOOL.get(s)
+
+
+def _to_text(v):
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return None
+    s = str(v).strip()
+    return s if s and s.lower() not in ("nan", "<na>", "none") else None
+
+
+def paper(name: str) -> pd.DataFrame:
+    """One reference table of the paper (``reports/paper/<name>.csv``)."""
+    path = PAPER_DIR / f"{name}.csv"
+    df = pd.read_csv(path)
+    for col in ("source", "verified"):
+        if col not in df.columns:
+            raise ReportError(f"{path}: reference data without a {col!r} column")
+    df["verified"] = df["verified"].map(_to_bool)
+    return df
+
+
+@dataclass
+class Results:
+    """Our results, normalised (numbers as floats, flags as bools, text as str)."""
+    df: pd.DataFrame
+    path: Path
+    exists: bool
+    base_dirs: list = field(default_factory=list)
+
+    def grid(self, name: str) -> pd.DataFrame:
+        return self.df[self.df["grid"] == name].copy()
+
+    def run_path(self, run_dir) -> Path | None:
+        """The run directory of a row, resolved (absolute, or relative to the
+        results table's folder, the repository root or the working directory)."""
+        if run_dir is None or (isinstance(run_dir, float) and math.isnan(run_dir)) \
+                or str(run_dir).strip() in ("", "nan", "<NA>"):
+            return None
+        p = Path(str(run_dir))
+        if p.is_absolute():
+            return p
+        cands = [d / p for d in self.base_dirs]
+        for c in cands:
+            if c.exists():
+                return c.resolve()
+        return cands[0].resolve() if cands else p.resolve()
+
+
+NUMERIC = ["moco_k", "moco_m", "moco_t", "bn_splits", "epochs", "batch_size", "lr", "seed",
+           "loss", "pretext_acc1", "pretext_acc5", "knn_acc", "lincls_acc1", "lincls_acc5",
+           "wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "trial",
+           "AP50", "AP", "AP75", "APm"]
+TEXT = ["grid", "run_id", "run_dir", "status", "reason", "mechanism", "shuffle_bn", "task",
+        "weights", "preset", "arch", "dataset", "config"]
+FLAGS = ["mlp", "aug_plus", "cos"]
+
+
+def load_results(path: str | os.PathLike | None) -> Results:
+    """Read the results table (missing table -> empty, every grid "not run").
+
+    A table that exists but cannot be parsed raises :class:`ReportError`.
+    """
+    p = Path(path) if path else results_table.default_path()
+    exists = p.exists()
+    if exists and p.is_dir():
+        raise ReportError(f"results table {p} is a directory, expected a CSV file")
+    try:
+        df = results_table.read(p)
+    except Exception as e:  # pandas raises many types for a corrupt CSV
+        raise ReportError(f"cannot read results table {p}: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    df = df.copy()
+    for c in NUMERIC:
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    for c in TEXT:
+        df[c] = pd.Series([_to_text(v) for v in df[c].tolist()], index=df.index, dtype=object)
+    for c in FLAGS:
+        df[c] = df[c].astype(object).map(_to_bool)
+    df["status"] = df["status"].map(lambda s: (s or "").lower())
+    df["mechanism"] = df["mechanism"].map(lambda s: s.replace("-", "_").lower() if s else s)
+    df["shuffle_bn"] = df["shuffle_bn"].map(lambda s: s.lower() if s else s)
+    # end-to-end: K is the batch size (the paper's Fig. 3) when the row does not say K
+    e2e = (df["mechanism"] == "end_to_end") & df["moco_k"].isna()
+    df.loc[e2e, "moco_k"] = df.loc[e2e, "batch_size"]
+    bases = [p.resolve().parent, REPO_ROOT, Path.cwd()]
+    uniq = []
+    for b in bases:
+        if b not in uniq:
+            uniq.append(b)
+    return Results(df=df.reset_index(drop=True), path=p, exists=exists, base_dirs=uniq)
+
+
+def read_curve(run_path: Path | None) -> pd.DataFrame | None:
+    """Per-epoch metrics of one run (``metrics.jsonl``), or None if absent.
+
+    A corrupt line is skipped (a run killed mid-write may leave a partial last line)."""
+    if run_path is None:
+        return None
+    f = Path(run_path) / "metrics.jsonl"
+    if not f.is_file():
+        return None
+    rows = []
+    with open(f) as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    for c in ("epoch", "loss", "pretext_acc1", "pretext_acc5", "lr", "knn_acc",
+              "images_per_s", "seconds", "peak_mem_mb"):
+        if c not in df.columns:
+            df[c] = np.nan
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df.sort_values("epoch").reset_index(drop=True)
+
+
+def accuracy_metric(rows: pd.DataFrame) -> str:
+    """The accuracy we compare with the paper: linear top-1 where every finished
+    run of the grid has it (the paper's protocol), else kNN top-1."""
+    done = rows[rows["status"] == "done"]
+    if len(done) and done["lincls_acc1"].notna().all():
+        return "lincls_acc1"
+    return "knn_acc"

@@ -1,0 +1,168 @@
+"""Rendering the report: Markdown (``report.md``) and one self-contained HTML
+page (``index.html``, figures embedded as base64 PNG, no external resource)."""
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+
+from .cells import Cell, Table
+
+STATUS_COLOR = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "not run": "#6e7781"}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _rel(p: Path, out_dir: Path) -> str:
+    return Path(os.path.relpath(Path(p).resolve(), Path(out_dir).resolve())).as_posix()
+
+
+# -------------------------------------------------------------------- Markdown
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def md_cell(c: Cell, out_dir: Path) -> str:
+    s = _md_escape(c.label())
+    if c.runs:
+        links = [_rel(r, out_dir) for r in c.runs]
+        s = f"[{s}]({links[0]})"
+        if len(links) > 1:
+            s += " " + " ".join(f"[{i + 1}]({l})" for i, l in enumerate(links[1:], start=1))
+    note = c.note()
+    if note:
+        s += f" ({note})"
+    return s
+
+
+def md_table(t: Table, out_dir: Path) -> str:
+    lines = [f"### {t.title}", ""]
+    lines.append("| " + " | ".join(_md_escape(c) for c in t.columns) + " |")
+    lines.append("|" + "---|" * len(t.columns))
+    for r in t.rows:
+        lines.append("| " + " | ".join(md_cell(c, out_dir) for c in r) + " |")
+    if t.caption:
+        lines += ["", f"*{t.caption}*"]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(ctx: dict, out_dir: Path) -> str:
+    L = ["# mocobench: MoCo / MoCo v2 ablations, ours vs the paper", ""]
+    L += [ctx["summary_line"], ""]
+    L += ["## Verdicts", "", "| claim | source | verdict | runs | seeds | numbers |",
+          "|---|---|---|---|---|---|"]
+    for v in ctx["verdicts"]:
+        L.append(f"| {_md_escape(v.claim)} | {v.source} | **{v.status}** | {v.runs} | {v.seeds} | "
+                 f"{_md_escape(v.detail)} |")
+    L.append("")
+    for sec in ctx["sections"]:
+        L += [f"## {sec['title']}", ""]
+        for f in sec.get("figures", []):
+            files = f["files"]
+            L.append(f"![{f['alt']}]({_rel(files['png'], out_dir)})")
+            L.append("")
+            L.append(f"*{f['alt']}* — [SVG]({_rel(files['svg'], out_dir)}), "
+                     f"[PDF]({_rel(files['pdf'], out_dir)})")
+            L.append("")
+        for t in sec.get("tables", []):
+            L.append(md_table(t, out_dir))
+    L += ["## Sources", ""] + [f"- {s}" for s in ctx["sources"]] + [""]
+    return "\n".join(L)
+
+
+# ------------------------------------------------------------------------ HTML
+CSS = """
+body{font-family:-apple-system,'DejaVu Sans',Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1200px;padding:0 1em;color:#1f2328;background:#fff;line-height:1.45}
+h1{font-size:1.6em;border-bottom:1px solid #d0d7de;padding-bottom:.3em}
+h2{font-size:1.3em;margin-top:2em;border-bottom:1px solid #d0d7de;padding-bottom:.2em}
+h3{font-size:1.05em;margin-top:1.4em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f6f8fa}
+td.num{text-align:right;white-space:nowrap}
+td.fail{color:#cf222e;font-weight:600;text-align:right}
+td.notrun{color:#6e7781;font-style:italic;text-align:right}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-weight:600;
+white-space:nowrap}
+figure{margin:1em 0}
+figure img{max-width:100%;border:1px solid #eaeef2}
+figcaption{font-size:.9em;color:#57606a}
+.caption{font-size:.88em;color:#57606a;max-width:1000px}
+sup a{font-size:.8em;margin-left:2px}
+.summary{background:#f6f8fa;border:1px solid #d0d7de;padding:.6em 1em;border-radius:6px}
+"""
+
+
+def html_cell(c: Cell, out_dir: Path) -> str:
+    label = html.escape(c.label())
+    title = []
+    if c.runs:
+        title.append("runs: " + ", ".join(str(r) for r in c.runs))
+    if c.reason:
+        title.append("reason: " + c.reason)
+    cls = {"value": "num", "fail": "fail", "not_run": "notrun"}.get(c.kind, "")
+    inner = label
+    if c.runs:
+        links = [html.escape(_rel(r, out_dir), quote=True) for r in c.runs]
+        inner = f'<a class="run" href="{links[0]}">{label}</a>'
+        if len(links) > 1:
+            inner += "<sup>" + " ".join(f'<a class="run" href="{l}">{i + 1}</a>'
+                                        for i, l in enumerate(links[1:], start=1)) + "</sup>"
+    note = c.note()
+    if note:
+        inner += f' <small>({html.escape(note)})</small>'
+    t = f' title="{html.escape("; ".join(title), quote=True)}"' if title else ""
+    return f'<td class="{cls}"{t}>{inner}</td>'
+
+
+def html_table(t: Table, out_dir: Path) -> str:
+    h = [f'<h3 id="{t.key}">{html.escape(t.title)}</h3>', f'<table data-table="{t.key}">', "<tr>"]
+    h += [f"<th>{html.escape(c)}</th>" for c in t.columns] + ["</tr>"]
+    for r in t.rows:
+        h.append("<tr>" + "".join(html_cell(c, out_dir) for c in r) + "</tr>")
+    h.append("</table>")
+    if t.caption:
+        h.append(f'<p class="caption">{html.escape(t.caption)}</p>')
+    return "\n".join(h)
+
+
+def _img_b64(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def page(ctx: dict, out_dir: Path) -> str:
+    H = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+         '<meta name="viewport" content="width=device-width, initial-scale=1">',
+         "<title>mocobench report: MoCo / MoCo v2 ablations vs the paper</title>",
+         f"<style>{CSS}</style></head><body>",
+         "<h1>mocobench: MoCo / MoCo v2 ablations, ours vs the paper</h1>",
+         f'<p class="summary">{html.escape(ctx["summary_line"])}</p>',
+         '<h2 id="verdicts">Verdicts</h2>', '<table data-table="verdicts"><tr><th>claim</th>'
+         "<th>source</th><th>verdict</th><th>runs</th><th>seeds</th><th>numbers behind it</th></tr>"]
+    for v in ctx["verdicts"]:
+        H.append(f'<tr data-claim="{v.key}"><td>{html.escape(v.claim)}</td><td>{html.escape(v.source)}</td>'
+                 f'<td><span class="badge" style="background:{STATUS_COLOR[v.status]}">'
+                 f"{v.status}</span></td><td class=num>{v.runs}</td><td class=num>{v.seeds}</td>"
+                 f"<td>{html.escape(v.detail)}</td></tr>")
+    H.append("</table>")
+    for sec in ctx["sections"]:
+        H.append(f'<h2 id="{sec["key"]}">{html.escape(sec["title"])}</h2>')
+        for f in sec.get("figures", []):
+            files = f["files"]
+            H.append(f'<figure><img src="{_img_b64(files["png"])}" alt="{html.escape(f["alt"], quote=True)}" '
+                     f'data-figure="{f["key"]}"><figcaption>{html.escape(f["alt"])} — '
+                     f'<a href="{_rel(files["svg"], out_dir)}">SVG</a>, '
+                     f'<a href="{_rel(files["pdf"], out_dir)}">PDF</a></figcaption></figure>')
+        for t in sec.get("tables", []):
+            H.append(html_table(t, out_dir))
+    H.append('<h2 id="sources">Sources</h2><ul>')
+    H += [f"<li>{html.escape(s)}</li>" for s in ctx["sources"]]
+    H.append("</ul></body></html>")
+    return "\n".join(H) + "\n"

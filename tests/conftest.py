@@ -1,0 +1,31 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PY = sys.executable
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slurm: needs the real SLURM cluster (ablations/slurm/cluster.sh)")
+    config.addinivalue_line("markers", "slow: integration test of more than a few seconds")
+
+
+@pytest.fixture
+def env():
+    """Environment for CLI subprocesses: repo on the path, single-threaded torch per process."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    e.setdefault("OMP_NUM_THREADS", "1")
+    return e
+
+
+def synthetic_overrides(**kw):
+    """A seconds-long synthetic run of the tiny preset."""
+    d = dict(dataset="synthetic", in_chans=3, image_size=32, subset=256, batch_size=32, moco_k=128, epochs=2,
+             width=8, knn_every=0, workers=0, knn_k=20, bn_splits=4)
+    d.update(kw)
+    return d

@@ -1,0 +1,215 @@
+"""The ablation launcher (ablations/): grids as data, job arrays with submitit on a real SLURM and with the local
+executor, failed runs recorded with their reason, idempotent reruns, preemption -> requeue -> resume from the
+checkpoint, and a 2-task DDP job. Every job runs the real pretrainer (a few steps on the synthetic set).
+
+SLURM tests (marked ``slurm``) use the cluster of tests/conftest_ablations.py::slurm_cluster.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablations import launcher as L
+from ablations import results
+from ablations.grid import expand, grid_names, load_grid
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/ helpers, any import mode
+from conftest_ablations import REPO, metrics, slurm_cluster, wait_until, write_grid  # noqa: F401
+from pretrain.config import config_hash, load_config
+from pretrain.errors import UserError
+
+pytestmark = pytest.mark.timeout(600)
+EXECUTORS = ["local", pytest.param("slurm", marks=pytest.mark.slurm)]
+
+
+@pytest.fixture
+def executor(request):
+    kind = request.param
+    if kind == "slurm":
+        request.getfixturevalue("slurm_cluster")
+        return kind, {"cpus_per_task": 1, "time": 10}
+    return kind, {"parallel": 2, "time": 10}
+
+
+def _launch(grid_file, tmp_path, kind, params, results_path):
+    """plan -> record -> submit, with a fresh submitit folder (SLURM job ids restart with the cluster)."""
+    grid, planned = L.plan(str(grid_file), "tiny", tmp_path / "runs")
+    L.record_existing(grid, "tiny", planned, results_path)
+    folder = tmp_path / "submitit" / f"{kind}-{time.monotonic_ns()}"
+    sub = L.submit(grid, "tiny", planned, kind, params, folder / "%j" if kind == "slurm" else folder,
+                   results_path)
+    return grid, planned, sub
+
+
+# -- grids as data ---------------------------------------------------------------------------------------------
+def test_paper_grids_at_tiny_and_paper_scale():
+    assert set(grid_names()) >= {"fig3_mechanisms", "table1_momentum", "figA1_shuffle_bn", "v2_table1"}
+    fig3 = expand(load_grid("fig3_mechanisms"), "imagenet")
+    assert len(fig3) == 6 + 6 + 3                       # moco, memory bank x 6 K; end-to-end x 3 K
+    e2e = [r.overrides for r in fig3 if r.overrides["mechanism"] == "end_to_end"]
+    assert [(o["moco_k"], o["batch_size"], o["lr_scaling"]) for o in e2e] == \
+        [(256, 256, "linear"), (512, 512, "linear"), (1024, 1024, "linear")]
+    assert all(r.eval == ["knn", "lincls"] for r in fig3)
+    tiny = expand(load_grid("fig3_mechanisms"), "tiny")
+    subset = load_config("tiny").subset
+    assert max(r.overrides.get("moco_k", 0) for r in tiny) <= subset       # K > N dropped at tiny
+    ks = [256, 512, 1024, 4096, 16384, 65536]
+    assert len(tiny) == 2 * sum(k <= subset for k in ks) + 3
+    m = [r.overrides["moco_m"] for r in expand(load_grid("table1_momentum"), "tiny")]
+    assert m == [0.0, 0.9, 0.99, 0.999, 0.9999]
+    v2 = expand(load_grid("v2_table1"), "tiny")
+    e = load_config("tiny").epochs
+    assert sorted({r.overrides["epochs"] for r in v2}) == [e, 2 * e]          # 200 -> preset, 800 -> 2x
+    assert {tuple(r.overrides["schedule"]) for r in v2 if r.overrides["epochs"] == e} == \
+        {(round(0.6 * e), round(0.8 * e))}                                    # lr steps at 120/200, 160/200
+    assert all(r.overrides["moco_t"] == (0.2 if r.overrides["mlp"] else 0.07) for r in v2)
+    # The whole tiny set: identical configs across grids are one run (same config hash).
+    hashes = {config_hash(load_config("tiny", r.overrides)) for g in
+              ("fig3_mechanisms", "table1_momentum", "figA1_shuffle_bn", "v2_table1")
+              for r in expand(load_grid(g), "tiny")}
+    assert len(hashes) == len(tiny) + 4 + 2 + 6   # table1 m=0.99 and figA1's "on" runs are fig3 runs
+
+
+def test_bad_grid_input_is_one_line_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nsweep: [{moco_kk: [1, 2]}]\npresets: {tiny: {}}\n")
+    with pytest.raises(UserError, match="moco_kk"):
+        expand(load_grid(str(bad)), "tiny")
+    with pytest.raises(UserError, match="no scaling for preset"):
+        expand(load_grid("fig3_mechanisms"), "imagenet-v2")
+    for argv, msg in ((["run", "no_such_grid", "--executor", "local"], "unknown grid"),
+                      (["run", str(tmp_path / "missing.yaml"), "--executor", "local"], "grid file not found"),
+                      (["run", str(bad), "--executor", "local", "--profile", str(tmp_path / "nope.yaml")],
+                       "profile not found")):
+        r = subprocess.run([sys.executable, "-m", "ablations", *argv], cwd=REPO, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.count("\n") == 1 and msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_dry_run_prints_runs_and_cost_from_measured_speed(tmp_path):
+    res = tmp_path / "results.csv"
+    results.upsert([{"grid": "x", "run_id": "a" * 12, "preset": "tiny", "status": "done", "mechanism": "moco",
+                     "images_per_s": 200.0}], res)
+    env = {**os.environ, "MOCOBENCH_RESULTS": str(res), "MOCOBENCH_RUNS": str(tmp_path / "runs")}
+    r = subprocess.run([sys.executable, "-m", "ablations", "run", "table1_momentum", "--preset", "tiny",
+                        "--executor", "slurm", "--dry-run"], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count(" todo ") == 5
+    cfg = load_config("tiny", {"moco_k": 4096})
+    hours = 5 * cfg.subset * cfg.epochs / 200.0 / 3600
+    assert f"estimated pretraining time: {hours:.2f} h" in r.stdout
+    assert not (tmp_path / "runs").exists()                 # nothing submitted, nothing written
+
+
+# -- launching (local executor, and a real SLURM) ----------------------------------------------------------
+@pytest.mark.parametrize("executor", EXECUTORS, indirect=True)
+def test_array_with_a_failing_run_then_rerun_submits_nothing(executor, tmp_path):
+    kind, params = executor
+    res = tmp_path / "results.csv"
+    gfile = write_grid(tmp_path / "g.yaml", f"t_array_{kind}",
+                       [{"moco_m": [0.9, 0.99]}, {"moco_m": 0.99, "lr": 1.0e30}],   # lr 1e30: the loss diverges
+                       evals=("knn", "lincls"))
+    grid, planned, sub = _launch(gfile, tmp_path, kind, params, res)
+    assert len(sub) == 3
+    if kind == "slurm":                                      # one job array
+        ids = [str(h[1].job_id) for h in sub]
+        assert len({i.split("_")[0] for i in ids}) == 1 and sorted(i.split("_")[1] for i in ids) == ["0", "1", "2"]
+    t0 = time.monotonic()
+    rows = L.wait_all(grid, "tiny", sub, kind, params, 300, res, progress=False)
+    wall = time.monotonic() - t0
+    by_lr = {float(r["lr"]) > 1e20: r for r in rows}
+    assert len(rows) == 3 and len(by_lr) == 2
+    bad = by_lr[True]
+    assert bad["status"] == "failed" and "diverged" in bad["reason"], bad
+    good = [r for r in rows if float(r["lr"]) < 1e20]
+    assert [r["status"] for r in good] == ["done", "done"], good
+    df = results.read(res)
+    assert len(df) == 3 and set(df["grid"]) == {grid["name"]}
+    ok = df[df["status"] == "done"]
+    assert ok["knn_acc"].astype(float).between(0, 100).all()
+    assert ok["lincls_acc1"].astype(float).between(0, 100).all()          # the linear protocol ran
+    assert (ok["lincls_acc5"].astype(float) >= ok["lincls_acc1"].astype(float)).all()
+    for c in ("wall_s", "images_per_s", "peak_mem_mb"):
+        assert (ok[c].astype(float) > 0).all(), c
+    assert set(df["moco_m"].astype(float)) == {0.9, 0.99} and ok["host"].notna().all()
+    print(f"\n[{kind}] 3-run array finished in {wall:.1f} s")
+
+    # Rerun: every run is finished (done or failed), nothing is submitted, the table is unchanged.
+    grid2, planned2, sub2 = _launch(gfile, tmp_path, kind, params, res)
+    assert sub2 == [] and sorted(p.state for p in planned2) == ["done", "done", "failed"]
+    env = {**os.environ, "MOCOBENCH_RESULTS": str(res), "MOCOBENCH_RUNS": str(tmp_path / "runs"),
+           "MOCOBENCH_SUBMITIT": str(tmp_path / "submitit")}
+    r = subprocess.run([sys.executable, "-m", "ablations", "run", str(gfile), "--executor", kind],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "nothing to submit" in r.stdout, r.stdout + r.stderr
+    df2 = results.read(res)
+    pd.testing.assert_frame_equal(df.reset_index(drop=True), df2.reset_index(drop=True))
+    r = subprocess.run([sys.executable, "-m", "ablations", "status", str(gfile)], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "2 done, 1 failed" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("executor", EXECUTORS, indirect=True)
+def test_preempted_job_requeues_and_resumes_from_checkpoint(executor, tmp_path):
+    kind, params = executor
+    res = tmp_path / "results.csv"
+    epochs = 10
+    gfile = write_grid(tmp_path / "g.yaml", f"t_preempt_{kind}", [{"moco_m": 0.99}],
+                       {"epochs": epochs, "max_steps": 25, "subset": 800})
+    grid, planned, sub = _launch(gfile, tmp_path, kind, params, res)
+    (p, job, _, _), = sub
+    before = wait_until(lambda: metrics(p.run_dir), 240, "the first epoch's checkpoint")
+    assert not (p.run_dir / "summary.json").exists() and len(before) < epochs
+    L.preempt(job)             # job._interrupt() (SIGUSR2 to the tasks): checkpoint() + requeue
+    rows = L.wait_all(grid, "tiny", sub, kind, params, 300, res, progress=False)
+    assert rows[0]["status"] == "done", rows
+    after = metrics(p.run_dir)
+    assert [m["epoch"] for m in after] == list(range(1, epochs + 1))
+    # The epochs finished before the preemption were kept, not trained again (their timings are unchanged).
+    assert after[:len(before)] == before
+    log = "".join(Path(f).read_text() for f in (job.paths.stdout, job.paths.stderr) if Path(f).exists())
+    assert "equeued" in log, log[-3000:]
+    if kind == "slurm":
+        st = subprocess.run(["sacct", "-n", "-D", "-X", "-j", str(job.job_id), "-o", "state"],
+                            capture_output=True, text=True, timeout=30).stdout.split()
+        assert "REQUEUED" in st or "PREEMPTED" in st, st
+    print(f"\n[{kind}] preempted after {len(before)}/{epochs} epochs, resumed to {len(after)}")
+
+
+@pytest.mark.parametrize("executor", EXECUTORS, indirect=True)
+def test_two_task_ddp_job_with_ddp_shuffle_bn(executor, tmp_path):
+    kind, params = executor
+    params = {**params, "ntasks_per_node": 2}
+    res = tmp_path / "results.csv"
+    gfile = write_grid(tmp_path / "g.yaml", f"t_ddp_{kind}", [{"shuffle_bn": "ddp"}])
+    grid, planned, sub = _launch(gfile, tmp_path, kind, params, res)
+    rows = L.wait_all(grid, "tiny", sub, kind, params, 300, res, progress=False)
+    # shuffle_bn=ddp refuses to run in one process: "done" means the two tasks formed a process group.
+    assert rows[0]["status"] == "done", rows
+    job = sub[0][1]
+    per_task = job.results()
+    assert len(per_task) == 2 and per_task[0]["status"] == "done" and per_task[1] == {}
+    assert len(metrics(sub[0][0].run_dir)) == 2
+
+
+def test_job_refuses_a_run_whose_config_changed_since_submission(tmp_path):
+    """The code or a preset edited between submission and start: the job records why, trains nothing."""
+    from ablations.job import GridJob
+    res = tmp_path / "results.csv"
+    gfile = write_grid(tmp_path / "g.yaml", "t_changed", [{"moco_m": 0.9}])
+    grid, planned = L.plan(str(gfile), "tiny", tmp_path / "runs")
+    p = planned[0]
+    job = GridJob(grid["name"], "tiny", p.spec.overrides, str(p.run_dir), ["knn"], str(res), "sha", "0" * 12)
+    ex = L.make_executor("debug", tmp_path / "submitit", {})
+    row = ex.submit(job).result()
+    assert row["status"] == "failed" and "config changed since submission" in row["reason"]
+    assert row["run_id"] == "0" * 12 and not (p.run_dir / "checkpoint.pth").exists()
+    assert results.read(res).set_index("run_id").loc["0" * 12, "status"] == "failed"

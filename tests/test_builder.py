@@ -1,0 +1,210 @@
+"""The mechanisms' maths against hand computations on tiny batches."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from pretrain.builder import MECHANISMS, EndToEnd, MemoryBank, MoCo, accuracy, info_nce
+from pretrain.encoder import backbone_forward, build_encoder, feature_dim
+
+
+class Lin(nn.Module):
+    """A linear 'encoder' so that every number can be computed by hand."""
+
+    def __init__(self, d_in=6, dim=4):
+        super().__init__()
+        self.fc = nn.Linear(d_in, dim)
+        self.register_buffer("counter", torch.zeros(1))
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def moco(K=5, m=0.9, T=0.5, dim=4):
+    torch.manual_seed(0)
+    return MoCo(Lin(dim=dim), dim=dim, K=K, m=m, T=T, shuffle="off")
+
+
+def test_registry_names_the_papers_mechanisms():
+    assert set(MECHANISMS) == {"moco", "end_to_end", "memory_bank"}
+
+
+def test_key_encoder_is_a_frozen_copy():
+    mo = moco()
+    for (nq, pq), (nk, pk) in zip(mo.encoder_q.named_parameters(), mo.encoder_k.named_parameters()):
+        assert nq == nk and torch.equal(pq, pk) and pq is not pk
+        assert pq.requires_grad and not pk.requires_grad
+
+
+def test_momentum_update_matches_hand_computation_and_skips_buffers():
+    mo = moco(m=0.9)
+    with torch.no_grad():
+        for p in mo.encoder_q.parameters():
+            p.add_(1.0)
+        mo.encoder_q.counter.fill_(7)
+    k0 = copy.deepcopy(mo.encoder_k.state_dict())
+    q0 = copy.deepcopy(mo.encoder_q.state_dict())
+    mo._momentum_update_key_encoder()
+    for name in ("fc.weight", "fc.bias"):
+        expect = 0.9 * k0[name] + 0.1 * q0[name]
+        assert torch.allclose(mo.encoder_k.state_dict()[name], expect, atol=1e-7)
+        assert not torch.allclose(mo.encoder_k.state_dict()[name], q0[name])
+    assert mo.encoder_k.counter.item() == 0        # buffers are not averaged (official code)
+
+
+def test_momentum_extremes():
+    mo = moco(m=0.0)
+    with torch.no_grad():
+        mo.encoder_q.fc.weight.add_(3.0)
+    mo._momentum_update_key_encoder()
+    assert torch.equal(mo.encoder_k.fc.weight, mo.encoder_q.fc.weight)      # m = 0: key encoder = query encoder
+    mo = moco(m=1.0)
+    before = mo.encoder_k.fc.weight.clone()
+    with torch.no_grad():
+        mo.encoder_q.fc.weight.add_(3.0)
+    mo._momentum_update_key_encoder()
+    assert torch.equal(mo.encoder_k.fc.weight, before)                     # m = 1: frozen
+
+
+def test_queue_is_fifo_and_wraps_around():
+    mo = moco(K=5)
+    keys = [F.normalize(torch.randn(3, 4), dim=1) for _ in range(3)]
+    mo._dequeue_and_enqueue(keys[0])
+    assert torch.equal(mo.queue[:, :3], keys[0].T) and int(mo.queue_ptr) == 3
+    mo._dequeue_and_enqueue(keys[1])               # 3 + 3 > 5: wraps around, oldest replaced first
+    assert torch.equal(mo.queue[:, 3:5], keys[1][:2].T)
+    assert torch.equal(mo.queue[:, 0], keys[1][2])
+    assert torch.equal(mo.queue[:, 1:3], keys[0][1:].T) and int(mo.queue_ptr) == 1
+    mo._dequeue_and_enqueue(keys[2])
+    assert torch.equal(mo.queue[:, 1:4], keys[2].T) and int(mo.queue_ptr) == 4
+    # the queue now holds the 5 newest keys, in order of arrival: k1[1], k1[2]... (k1[0] is out)
+    newest = torch.cat([keys[1][1:], keys[2]])
+    order = [(4 + i) % 5 for i in range(5)]
+    assert torch.equal(mo.queue[:, order].T, newest)
+
+
+def test_more_keys_than_K_keeps_the_newest():
+    mo = moco(K=2)
+    k = F.normalize(torch.randn(3, 4), dim=1)
+    mo._dequeue_and_enqueue(k)
+    assert torch.equal(mo.queue.T, k[1:]) and int(mo.queue_ptr) == 0
+
+
+def test_moco_logits_equal_manual_einsum_and_step_order():
+    mo = moco(K=5, m=0.9, T=0.5)
+    with torch.no_grad():
+        mo.encoder_q.fc.weight.add_(0.5)            # make q and k encoders differ
+    xq, xk = torch.randn(3, 6), torch.randn(3, 6)
+    queue0 = mo.queue.clone()
+    wq = copy.deepcopy(mo.encoder_q.state_dict())
+    wk = copy.deepcopy(mo.encoder_k.state_dict())
+    logits, labels = mo(xq, xk)
+    # by hand: momentum update FIRST, then keys from the updated key encoder
+    wk_new = {n: 0.9 * wk[n] + 0.1 * wq[n] for n in ("fc.weight", "fc.bias")}
+    q = F.normalize(xq @ wq["fc.weight"].T + wq["fc.bias"], dim=1)
+    k = F.normalize(xk @ wk_new["fc.weight"].T + wk_new["fc.bias"], dim=1)
+    l_pos = (q * k).sum(1, keepdim=True)
+    l_neg = q @ queue0                               # the queue BEFORE this batch is enqueued
+    expect = torch.cat([l_pos, l_neg], 1) / 0.5
+    assert logits.shape == (3, 6) and torch.allclose(logits, expect, atol=1e-6)
+    assert torch.equal(labels, torch.zeros(3, dtype=torch.long))
+    assert torch.allclose(mo.queue[:, :3], k.T, atol=1e-6)              # enqueued after the logits
+    assert logits.requires_grad and not mo.queue.requires_grad
+
+
+def test_info_nce_is_cross_entropy_with_label_zero():
+    logits = torch.randn(4, 9)
+    labels = torch.zeros(4, dtype=torch.long)
+    manual = -(logits[:, 0] - torch.logsumexp(logits, 1)).mean()
+    assert torch.allclose(info_nce(logits, labels), manual, atol=1e-6)
+    assert torch.allclose(info_nce(logits, labels), F.cross_entropy(logits, labels))
+
+
+def test_pretext_accuracy():
+    logits = torch.tensor([[5.0, 1, 2, 3, 4, 0], [1.0, 5, 4, 3, 2, 0], [0.0, 1, 2, 3, 4, 5]])
+    acc1, acc5 = accuracy(logits, torch.zeros(3, dtype=torch.long))
+    assert acc1 == pytest.approx(100 / 3) and acc5 == pytest.approx(200 / 3)
+
+
+def test_end_to_end_against_hand_reference():
+    torch.manual_seed(0)
+    e2e = EndToEnd(Lin(), dim=4, K=4, m=0.999, T=0.2, shuffle="off")
+    assert not hasattr(e2e, "encoder_k") and not hasattr(e2e, "queue")
+    xq, xk = torch.randn(4, 6), torch.randn(4, 6)
+    logits, labels = e2e(xq, xk)
+    W, b = e2e.encoder_q.fc.weight, e2e.encoder_q.fc.bias
+    q = F.normalize(xq @ W.T + b, dim=1)
+    k = F.normalize(xk @ W.T + b, dim=1)          # keys from the SAME encoder
+    sim = q @ k.T
+    for i in range(4):
+        negs = [sim[i, j] for j in range(4) if j != i]            # K - 1 = 3 negatives: the other keys
+        expect = torch.stack([sim[i, i], *negs]) / 0.2
+        assert torch.allclose(logits[i], expect, atol=1e-6)
+    assert logits.shape == (4, 4)
+    # gradient flows through the keys too
+    info_nce(logits, labels).backward()
+    g_full = W.grad.clone()
+    W.grad = None
+    q2 = F.normalize(xq @ W.T + b, dim=1)
+    k2 = (F.normalize(xk @ W.T + b, dim=1)).detach()
+    s2 = q2 @ k2.T
+    l2 = torch.cat([s2.diagonal()[:, None], s2[~torch.eye(4, dtype=torch.bool)].view(4, 3)], 1) / 0.2
+    info_nce(l2, labels).backward()
+    assert not torch.allclose(g_full, W.grad, atol=1e-6)
+
+
+def test_memory_bank_against_hand_reference():
+    torch.manual_seed(0)
+    mb = MemoryBank(Lin(), dim=4, K=3, m=0.999, T=0.1, shuffle="off", num_images=10, bank_m=0.5)
+    assert not hasattr(mb, "encoder_k") and mb.bank.shape == (10, 4)
+    assert torch.allclose(mb.bank.norm(dim=1), torch.ones(10))
+    bank0 = mb.bank.clone()
+    x, idx = torch.randn(2, 6), torch.tensor([7, 2])
+    state = torch.get_rng_state()
+    neg_idx = torch.randint(0, 10, (3,))               # the negatives the module will draw
+    torch.set_rng_state(state)
+    logits, labels = mb(x, None, idx)
+    q = F.normalize(mb.encoder_q(x), dim=1).detach()
+    expect = torch.cat([(q * bank0[idx]).sum(1, keepdim=True), q @ bank0[neg_idx].T], 1) / 0.1
+    assert torch.allclose(logits, expect, atol=1e-5)
+    # bank update: v <- normalize(0.5 v + 0.5 q) for the batch's images only
+    for i, j in enumerate(idx.tolist()):
+        assert torch.allclose(mb.bank[j], F.normalize(0.5 * bank0[j] + 0.5 * q[i], dim=0), atol=1e-6)
+    others = [j for j in range(10) if j not in idx.tolist()]
+    assert torch.equal(mb.bank[others], bank0[others])
+    with pytest.raises(ValueError, match="indices"):
+        mb(x, None, None)
+
+
+def test_memory_bank_coefficient_is_a_config_value():
+    mb = MemoryBank(Lin(), dim=4, K=3, shuffle="off", num_images=5, bank_m=0.0)
+    x, idx = torch.randn(1, 6), torch.tensor([3])
+    mb(x, None, idx)
+    assert torch.allclose(mb.bank[3], F.normalize(mb.encoder_q(x), dim=1)[0].detach(), atol=1e-6)
+
+
+@pytest.mark.parametrize("mlp", [False, True])
+def test_heads(mlp):
+    enc = build_encoder("resnet18", dim=128, mlp=mlp)
+    assert enc(torch.randn(2, 3, 64, 64)).shape == (2, 128)
+    keys = set(enc.state_dict())
+    if mlp:   # official v2: fc = Sequential(Linear(512, 512), ReLU, Linear(512, 128))
+        assert {"fc.0.weight", "fc.2.weight"} <= keys and enc.fc[0].weight.shape == (512, 512)
+        assert isinstance(enc.fc[1], nn.ReLU) and enc.fc[2].weight.shape == (128, 512)
+    else:
+        assert "fc.weight" in keys and enc.fc.weight.shape == (128, 512)
+    assert build_encoder("resnet50", mlp=mlp).fc is not None and feature_dim(build_encoder("resnet50")) == 2048
+
+
+def test_small_scale_encoder_options():
+    enc = build_encoder("resnet18", dim=32, cifar_stem=True, in_chans=1, width=16)
+    assert enc.conv1.weight.shape == (16, 1, 3, 3) and enc.conv1.stride == (1, 1)
+    assert isinstance(enc.maxpool, nn.Identity)
+    assert enc.layer4[0].conv1.out_channels == 128 and feature_dim(enc) == 128
+    assert backbone_forward(enc, torch.randn(2, 1, 28, 28)).shape == (2, 128)
+    # torchvision's parameter names are kept (official tools and the detectron2 converter read them)
+    assert set(enc.state_dict()) == set(build_encoder("resnet18", dim=32).state_dict())
+    with pytest.raises(Exception, match="unknown arch 'vgg16'"):
+        build_encoder("vgg16")

@@ -1,0 +1,319 @@
+"""The report (issue 5) built from fixture results tables: table values,
+verdicts (a table where the claims hold, one where they fail, a partial one,
+none at all), figure files, links to run directories, CLI errors."""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from reports.build import build
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = ROOT / "reports" / "fixtures"
+GOOD = FIX / "results_fixture.csv"
+BAD = FIX / "results_fixture_fail.csv"
+FIGURES = ("fig3_mechanisms", "table1_momentum", "figA1_shuffle_bn", "cost")
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report_good")
+    return build(GOOD, out, progress=False), out
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report_bad")
+    return build(BAD, out, progress=False), out
+
+
+def _verdicts(r):
+    return {v.key: v for v in r["verdicts"]}
+
+
+def _table(r, key):
+    return r["parts"][key]["table"]
+
+
+# ----------------------------------------------------------------- table values
+def test_momentum_table_values(good):
+    r, _ = good
+    t = _table(r, "table1_momentum")
+    f = t.frame().set_index("m")
+    assert r["parts"]["table1_momentum"]["metric"] == "lincls_acc1"  # every run has lincls
+    assert "linear top-1" in t.columns[1]
+    # m=0: our run failed, rendered "fail" exactly as the paper prints it
+    assert f.loc["0", t.columns[1]] == "fail"
+    assert f.loc["0", t.columns[-1]] == "fail"
+    assert f.loc["0.999", t.columns[1]] == "64.6 ± 0.3"       # mean ± std of 64.8, 64.4
+    assert f.loc["0.999", "runs"] == "2"
+    assert [f.loc[m, t.columns[-1]] for m in ("0.9", "0.99", "0.999", "0.9999")] == \
+        ["55.2", "57.8", "59.0", "58.9"]
+    cell = t.find("0.999")[1]
+    assert cell.n == 2 and cell.mean == pytest.approx(64.6) and cell.std == pytest.approx(0.2828, abs=1e-3)
+    assert "loss oscillates" in t.find("0")[1].reason
+
+
+def test_fig3_table_values(good):
+    r, _ = good
+    t = _table(r, "fig3_mechanisms")
+    f = t.frame().set_index("K")
+    assert r["parts"]["fig3_mechanisms"]["metric"] == "knn_acc"    # no lincls in this grid
+    assert "kNN" in t.caption
+    assert f.loc["256", "MoCo (ours)"] == "70.3 ± 0.3"
+    assert f.loc["16384", "memory bank (ours)"] == "71.0"
+    assert f.loc["512", "end-to-end (ours)"] == "70.2"
+    assert f.loc["1024", "end-to-end (ours)"] == "fail"                     # OOM run
+    assert f.loc["4096", "end-to-end (ours)"] == "— (K > 1024)"             # beyond the paper
+    assert "K=4096 are beyond the paper's limit" in t.caption
+    assert f.loc["4096", "MoCo (paper)"] == "59.0"
+    assert f.loc["65536", "MoCo (paper)"] == "60.6"
+    assert f.loc["65536", "memory bank (paper)"] == "58.0"
+    assert f.loc["65536", "MoCo (ours)"] == "not run"
+    assert ("end_to_end", 4096.0) not in r["parts"]["fig3_mechanisms"]["cells"]
+
+
+def test_shuffle_v2_transfer_cost_values(good):
+    r, _ = good
+    a1 = _table(r, "figA1_shuffle_bn").frame()
+    row = a1[(a1["mechanism"] == "MoCo") & (a1["shuffle BN"] == "off")].iloc[0]
+    assert (row["final pretext top-1 (%)"], row["final kNN top-1 (%)"]) == ("99.2", "55.0")
+    row = a1[(a1["mechanism"] == "end-to-end") & (a1["shuffle BN"] == "on (split)")].iloc[0]
+    assert (row["final pretext top-1 (%)"], row["final kNN top-1 (%)"]) == ("80.0", "60.0")
+
+    v2 = _table(r, "v2_table1").frame()
+    acc = [c for c in v2.columns if c.startswith("ours: linear")][0]
+    by = {(a, b): (x, y) for a, b, x, y in zip(v2["ours"], v2["τ"], v2[acc],
+                                              v2["paper: ImageNet linear top-1 (%)"])}
+    assert by[("MoCo v1", "0.07")] == ("50.0", "60.6")
+    assert by[("MLP", "0.2")] == ("54.0", "66.2")
+    assert by[("MLP", "0.07")] == ("51.0", "62.9")
+    assert by[("aug+", "0.07")] == ("52.5", "63.4")
+    assert by[("MLP + aug+", "0.2")] == ("56.0", "67.3")
+    assert by[("MLP + aug+ + cos", "0.2")] == ("56.4", "67.5")
+    assert by[("MLP + aug+ + cos (long)", "0.2")] == ("60.1", "71.1")
+    sup = v2[v2["paper row"] == "supervised"].iloc[0]
+    assert sup["paper: VOC07 AP50/AP/AP75"] == "81.3/53.5/58.8"
+
+    tr = _table(r, "transfer").frame()
+    ours = tr[(tr["source"] == "ours") & (tr["weights"] == "moco_v1")].iloc[0]
+    assert (ours["AP50"], ours["AP"], ours["AP75"], ours["trials"]) == \
+        ("45.3 ± 0.3", "20.2 ± 0.3", "18.5 ± 0.4", "2")
+    paper = tr[tr["source"].str.startswith("paper") & (tr["weights"] == "moco_v2_800ep")].iloc[0]
+    assert (paper["AP50"], paper["AP"], paper["AP75"]) == ("82.5", "57.4", "64.0")
+
+    cost = _table(r, "cost").frame()
+    e2e = cost[(cost["mechanism"] == "end-to-end") & (cost["K"] == "512")].iloc[0]
+    assert e2e["peak memory (MB)"] == "3608" and e2e["batch"] == "512"
+
+
+def test_every_number_links_to_an_existing_run_dir(good):
+    r, out = good
+    n = 0
+    for key in ("table1_momentum", "fig3_mechanisms", "figA1_shuffle_bn", "v2_table1",
+                "transfer", "cost"):
+        for row in _table(r, key).rows:
+            for c in row:
+                if c.kind in ("value", "fail") and not c.runs:
+                    # only the paper's own numbers carry no run
+                    assert key in ("table1_momentum", "fig3_mechanisms", "v2_table1", "transfer")
+                    continue
+                for p in c.runs:
+                    assert Path(p).is_dir(), p
+                    n += 1
+    assert n > 80
+    md = (out / "report.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", md)
+    run_links = [l for l in links if "/runs/" in l]
+    assert len(run_links) > 80
+    for l in set(run_links):
+        assert (out / l).resolve().is_dir(), l
+    html = (out / "index.html").read_text()
+    hrefs = re.findall(r'<a class="run" href="([^"]+)"', html)
+    assert len(hrefs) == n
+    assert all((out / h).resolve().is_dir() for h in set(hrefs))
+    # the value "64.6 ± 0.3" links to the first seed's run directory
+    assert re.search(r'href="[^"]*t1_m0\.999_s0">64\.6 ± 0\.3</a>', html)
+
+
+# --------------------------------------------------------------------- verdicts
+def test_verdicts_all_reproduced_on_good_fixture(good):
+    r, _ = good
+    v = _verdicts(r)
+    assert set(v) == {"m0_fails", "best_m", "moco_ge_bank", "rises_with_k", "shuffle_bn", "mlp_aug"}
+    assert {k: x.status for k, x in v.items()} == {k: "reproduced" for k in v}
+    assert v["best_m"].numbers["best_m"] == 0.999
+    assert v["best_m"].seeds == 2 and "64.6 ± 0.3" in v["best_m"].detail
+    assert v["moco_ge_bank"].numbers[256] == (pytest.approx(70.3), pytest.approx(68.0))
+    assert v["moco_ge_bank"].seeds == 2
+    assert v["rises_with_k"].numbers["moco"]["rho"] == pytest.approx(1.0)
+    assert v["mlp_aug"].numbers == {"v1": 50.0, "+MLP": 54.0, "+aug+": 52.5, "+MLP+aug+": 56.0}
+    assert "55.0 (off) vs 62.0 (ddp)" in v["shuffle_bn"].detail
+
+
+def test_verdicts_not_reproduced_on_failing_fixture(bad):
+    r, out = bad
+    v = {k: x.status for k, x in _verdicts(r).items()}
+    assert v == {"m0_fails": "not reproduced", "best_m": "not reproduced",
+                 "moco_ge_bank": "not reproduced", "rises_with_k": "reproduced",
+                 "shuffle_bn": "not reproduced", "mlp_aug": "not reproduced"}
+    d = _verdicts(r)
+    assert d["best_m"].numbers["best_m"] == 0.9
+    assert "K=256" in d["moco_ge_bank"].detail.split(";")[0]
+    assert "0/1 m=0 runs failed" in d["m0_fails"].detail
+    # the verdicts table on disk says the same
+    vdf = pd.read_csv(out / "verdicts.csv")
+    assert (vdf["verdict"] == "not reproduced").sum() == 5
+    assert "not reproduced" in (out / "index.html").read_text()
+
+
+def test_partial_table_gives_not_run(tmp_path):
+    df = pd.read_csv(GOOD)
+    df = df[df["grid"] == "fig3_mechanisms"].copy()
+    df["run_dir"] = [str(FIX / p) for p in df["run_dir"]]           # absolute run dirs
+    p = tmp_path / "results.csv"
+    df.to_csv(p, index=False)
+    r = build(p, tmp_path / "out", progress=False)
+    v = {k: x.status for k, x in _verdicts(r).items()}
+    assert v == {"m0_fails": "not run", "best_m": "not run", "moco_ge_bank": "reproduced",
+                 "rises_with_k": "reproduced", "shuffle_bn": "not run", "mlp_aug": "not run"}
+    f = _table(r, "table1_momentum").frame().set_index("m")
+    assert f.loc["0.999"].iloc[0] == "not run" and f.loc["0.999"].iloc[-1] == "59.0"
+    tr = _table(r, "transfer").frame()
+    assert tr[tr["source"] == "ours"]["AP50"].tolist() == ["not run"]
+    for name in FIGURES:
+        assert (tmp_path / "out" / "figures" / f"{name}.png").is_file()
+
+
+# ---------------------------------------------------------------------- figures
+def _nontrivial_png(path: Path):
+    im = Image.open(path)
+    im.verify()
+    im = Image.open(path).convert("RGB")
+    assert im.size[0] >= 600 and im.size[1] >= 300
+    a = np.asarray(im, dtype=float)
+    assert a.std() > 10, f"{path} looks blank (pixel std {a.std():.1f})"
+    assert (a.min(axis=2) < 200).mean() > 0.01, f"{path}: almost no ink"
+    return a
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_figure_files_valid_and_nontrivial(good, name):
+    r, out = good
+    d = out / "figures"
+    _nontrivial_png(d / f"{name}.png")
+    svg = ET.parse(d / f"{name}.svg").getroot()
+    assert svg.tag.endswith("svg")
+    assert len(svg.findall(".//{http://www.w3.org/2000/svg}path")) > 10
+    pdf = (d / f"{name}.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-") and b"%%EOF" in pdf[-64:] and len(pdf) > 5000
+
+
+def _color_pixels(a, rgb, tol=30):
+    return int((np.abs(a - np.array(rgb, dtype=float)).max(axis=2) < tol).sum())
+
+
+def test_figures_show_the_data(good, tmp_path):
+    """The lines are drawn: MoCo blue / memory-bank red / end-to-end green pixels in
+    the 'ours' half of Fig. 3, many more than in a report with no results."""
+    r, out = good
+    a = _nontrivial_png(out / "figures" / "fig3_mechanisms.png")
+    left = a[:, : a.shape[1] // 2]
+    blue, red, green = (0x1F, 0x77, 0xB4), (0xD6, 0x27, 0x28), (0x2C, 0xA0, 0x2C)
+    counts = [_color_pixels(left, c) for c in (blue, red, green)]
+    assert min(counts) > 500, counts
+    empty = build(tmp_path / "missing.csv", tmp_path / "empty", progress=False)
+    e = np.asarray(Image.open(empty["figures"]["fig3_mechanisms"]["png"]).convert("RGB"), dtype=float)
+    assert _color_pixels(e[:, : e.shape[1] // 2], blue) < counts[0] / 5
+    # Fig. A.1: both panels have curves (pretext and kNN)
+    a1 = _nontrivial_png(out / "figures" / "figA1_shuffle_bn.png")
+    for half in (a1[:, : a1.shape[1] // 2], a1[:, a1.shape[1] // 2:]):
+        assert _color_pixels(half, blue) > 300 and _color_pixels(half, green) > 300
+
+
+def test_html_is_self_contained(good):
+    r, out = good
+    html = (out / "index.html").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(srcs) == len(FIGURES)
+    for s in srcs:
+        assert s.startswith("data:image/png;base64,")
+        im = Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1])))
+        im.verify()
+    assert not re.search(r'<(script|link)[^>]+(src|href)="https?:', html)
+    assert html.count('data-claim="') == 6
+
+
+# -------------------------------------------------------------------------- CLI
+def _cli(*args, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "reports", "--quiet", *args], cwd=ROOT, env=e,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_without_results_table_exits_0(tmp_path):
+    p = _cli("--out", str(tmp_path / "out"), env={"MOCOBENCH_RESULTS": str(tmp_path / "none.csv")})
+    assert p.returncode == 0, p.stderr
+    assert "No results table" in p.stdout
+    assert p.stdout.count("[       not run]") == 6
+    assert (tmp_path / "out" / "index.html").is_file()
+    for name in FIGURES:
+        _nontrivial_png(tmp_path / "out" / "figures" / f"{name}.png")
+
+
+def test_cli_bad_inputs_one_line_error(tmp_path):
+    p = _cli("--results", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"))
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "does not exist" in p.stderr
+    corrupt = tmp_path / "corrupt.csv"
+    corrupt.write_bytes(b"grid,run_id\n\"fig3_mechanisms,abc\n\xff\xfe\x00\x01")
+    p = _cli("--results", str(corrupt), "--out", str(tmp_path / "o"))
+    assert p.returncode == 2, p.stdout
+    assert "Traceback" not in p.stderr and p.stderr.startswith("error: cannot read results table")
+    assert p.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "o" / "index.html").exists()
+
+
+def test_messy_real_style_table(tmp_path):
+    """A table as the launcher writes it mid-way: pending/running rows, empty
+    swept keys, shuffle_bn=auto, end-to-end without K, a missing run dir,
+    a grid we do not know, a truncated metrics.jsonl line."""
+    run = tmp_path / "runs" / "a1_auto"
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "pretext_acc1": 50.0, "knn_acc": 40.0}\n'
+                                       '{"epoch": 2, "pretext_acc1": 60.0, "knn_acc": 45.0}\n{"epoch": 3, "pre')
+    rows = [
+        {"grid": "fig3_mechanisms", "run_id": "a", "status": "pending", "mechanism": "moco", "moco_k": 256},
+        {"grid": "fig3_mechanisms", "run_id": "b", "status": "running", "mechanism": "moco", "moco_k": 512},
+        {"grid": "fig3_mechanisms", "run_id": "c", "status": "done", "mechanism": "end_to_end",
+         "batch_size": 256, "knn_acc": 30.0, "run_dir": str(tmp_path / "runs" / "gone")},
+        {"grid": "figA1_shuffle_bn", "run_id": "d", "status": "done", "mechanism": "moco",
+         "shuffle_bn": "auto", "pretext_acc1": 60.0, "knn_acc": 45.0, "run_dir": str(run)},
+        {"grid": "figA1_shuffle_bn", "run_id": "e", "status": "done", "mechanism": "moco",
+         "shuffle_bn": "off", "pretext_acc1": 90.0, "knn_acc": 35.0, "run_dir": "runs/missing"},
+        {"grid": "v2_table1", "run_id": "f", "status": "done", "knn_acc": 20.0},
+        {"grid": "something_else", "run_id": "g", "status": "done", "knn_acc": 1.0},
+    ]
+    p = tmp_path / "results.csv"
+    pd.DataFrame(rows).to_csv(p, index=False)
+    r = build(p, tmp_path / "out", progress=False)
+    v = {k: x.status for k, x in _verdicts(r).items()}
+    assert v["shuffle_bn"] == "reproduced"          # auto counts as shuffle BN on
+    assert v["mlp_aug"] == "not run" and v["moco_ge_bank"] == "not run"
+    f = _table(r, "fig3_mechanisms").frame().set_index("K")
+    assert f.loc["256", "end-to-end (ours)"] == "30.0"   # K from the batch size
+    assert f.loc["256", "MoCo (ours)"] == "not run" and f.loc["512", "MoCo (ours)"] == "not run"
+    _nontrivial_png(tmp_path / "out" / "figures" / "figA1_shuffle_bn.png")
+    assert "5 done, 1 pending, 1 running" in r["summary"]

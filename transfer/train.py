@@ -1,0 +1,332 @@
+"""Fine-tune a (converted) MoCo backbone on PASCAL VOC or COCO with detectron2 and record the result.
+
+    python -m transfer.train --config transfer/configs/pascal_voc_R_50_C4_24k_moco.yaml \\
+        --weights runs/pretrain/X/checkpoint.pth [--trial 0] [--output DIR] [--num-gpus 8] \\
+        [--eval-only] [--opts KEY VALUE ...]
+
+The trainer is the official MoCo ``detection/train_net.py``: detectron2's ``DefaultTrainer`` with
+``Res5ROIHeadsExtraNorm`` registered (paper appendix A.1), ``PascalVOCDetectionEvaluator`` for VOC
+datasets and ``COCOEvaluator`` for COCO (``use_fast_impl=False``, so the pure-Python pycocotools
+COCOeval is used; numbers are identical to the C++ one).
+
+``--weights`` takes a detectron2 .pkl (``python -m transfer.convert``) or directly a pretrainer
+checkpoint (``.pth``/``.pth.tar``), which is then converted (and verified) into
+``OUTPUT/backbone.pkl`` first.
+
+Devices: with CUDA, ``--num-gpus N`` uses detectron2's ``launch()`` (one process per GPU, SyncBN
+across them; default: all visible GPUs).  Without CUDA, ``MODEL.DEVICE`` becomes ``cpu`` and the run
+is one process (detectron2 v0.6's ``launch()`` is CUDA/NCCL-only).
+
+Results (AP50, AP, AP75 of the boxes; ``APm`` = mask AP for COCO) become one row of the suite's
+results table (``ablations.results``, grid ``transfer``, run_id = hash of config, options, weights
+and trial), with the mean seconds per training iteration in ``step_time_s``.  ``SEED`` defaults to
+the trial number, so trials differ and reruns are reproducible.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+try:  # before anything unpickles detectron2 objects (spawned launch() workers import this first)
+    from .compat import ensure_detectron2 as _ensure
+
+    _ensure()
+except ImportError:  # reported by load_cfg() as one error line
+    pass
+
+
+class UserError(Exception):
+    """Bad input; reported as one line on stderr, exit code 2."""
+
+
+def load_cfg(config: str | os.PathLike, opts=()):
+    """detectron2 config from a YAML (with ``_BASE_``) plus ``KEY VALUE`` overrides (not frozen)."""
+    from .compat import ensure_detectron2
+
+    ensure_detectron2()
+    from . import datasets, modeling  # noqa: F401  registers the head and dataset names
+    from detectron2.config import get_cfg
+
+    config = Path(config)
+    if not config.is_file():
+        raise UserError(f"config not found: {config}")
+    if len(opts) % 2:
+        raise UserError(f"--opts needs KEY VALUE pairs, got {len(opts)} items")
+    cfg = get_cfg()
+    try:
+        cfg.merge_from_file(str(config))
+        cfg.merge_from_list(list(opts))
+    except (KeyError, ValueError, TypeError, AssertionError) as e:
+        msg = e.args[0] if e.args else repr(e)
+        raise UserError(f"bad config {config}: {msg}".splitlines()[0])
+    return cfg
+
+
+def check_datasets(cfg, eval_only: bool = False) -> None:
+    """Every dataset of the config is registered and its files exist (else one clear error)."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    names = list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN))
+    known = set(DatasetCatalog.list())
+    for name in names:
+        if name not in known:
+            raise UserError(f"unknown dataset {name!r} (registered: VOC, COCO and "
+                            "voc_synthetic_* names, see transfer/datasets.py)")
+        meta = MetadataCatalog.get(name)
+        paths = [meta.get(k) for k in ("dirname", "json_file", "image_root") if meta.get(k)]
+        for path in paths:
+            if not os.path.exists(path):
+                raise UserError(f"dataset {name}: {path} not found (set DETECTRON2_DATASETS to "
+                                "the folder holding VOC2007/, VOC2012/, coco/ or VOC_synthetic/)")
+
+
+def task_of(cfg) -> str:
+    names = " ".join(cfg.DATASETS.TEST)
+    return "coco" if "coco" in names else "voc"
+
+
+def run_id(config, opts, weights, trial, eval_only: bool = False) -> str:
+    """12 hex chars identifying (config, overrides, weights, trial[, eval-only])."""
+    key = {"eval_only": True} if eval_only else {}
+    key |= {"config": Path(config).name, "opts": list(opts), "weights": str(Path(weights).resolve())
+           if weights and "://" not in str(weights) else str(weights), "trial": int(trial)}
+    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _git_sha():
+    try:
+        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def build_trainer_class():
+    from .compat import ensure_detectron2
+
+    ensure_detectron2()
+    from detectron2.engine import DefaultTrainer, HookBase
+    from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
+    from detectron2.utils.events import CommonMetricPrinter, JSONWriter
+
+    class StepTimer(HookBase):
+        """Wall time of every training iteration (data loading included)."""
+
+        def __init__(self):
+            self.times = []
+
+        def before_step(self):
+            self._t0 = time.perf_counter()
+
+        def after_step(self):
+            self.times.append(time.perf_counter() - self._t0)
+
+    class Trainer(DefaultTrainer):
+        """Official MoCo detection trainer (VOC / COCO evaluators), plus a step timer."""
+
+        @classmethod
+        def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+            if output_folder is None:
+                output_folder = os.path.join(cfg.OUTPUT_DIR, "inference")
+            if "coco" in dataset_name:
+                return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False)
+            if "voc" not in dataset_name:
+                raise UserError(f"no evaluator for dataset {dataset_name!r} (names must contain "
+                                "'voc' or 'coco')")
+            return PascalVOCDetectionEvaluator(dataset_name)
+
+        def build_hooks(self):
+            hooks = super().build_hooks()
+            self.step_timer = StepTimer()
+            return [self.step_timer] + hooks
+
+        def build_writers(self):
+            writers = [CommonMetricPrinter(self.max_iter),
+                       JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
+            try:  # TensorBoard only where it is installed (not a dependency of the suite)
+                import tensorboard  # noqa: F401
+                from detectron2.utils.events import TensorboardXWriter
+                writers.append(TensorboardXWriter(self.cfg.OUTPUT_DIR))
+            except ImportError:
+                pass
+            return writers
+
+    return Trainer
+
+
+def _metrics(results: dict) -> dict:
+    box = results.get("bbox", {}) if results else {}
+    out = {k: float(box[k]) for k in ("AP50", "AP", "AP75") if k in box}
+    if results and "segm" in results and "AP" in results["segm"]:
+        out["APm"] = float(results["segm"]["AP"])
+    return out
+
+
+def _worker(cfg, resume: bool, eval_only: bool, result_file: str | None):
+    """One detectron2 process (rank); rank 0 writes the evaluation results to ``result_file``."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.engine import default_setup
+    from detectron2.utils import comm
+
+    from . import datasets, modeling  # noqa: F401  (spawned workers import afresh)
+
+    default_setup(cfg, argparse.Namespace(config_file="", eval_only=eval_only, resume=resume))
+    Trainer = build_trainer_class()
+    t0 = time.perf_counter()
+    step_times = []
+    if eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS,
+                                                                             resume=resume)
+        results = Trainer.test(cfg, model)
+    else:
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=resume)
+        trainer.train()
+        results = getattr(trainer, "_last_eval_results", None)
+        step_times = trainer.step_timer.times
+    if comm.is_main_process() and result_file:
+        out = {"results": {k: dict(v) for k, v in (results or {}).items()},
+               "step_times": step_times, "wall_s": time.perf_counter() - t0}
+        tmp = result_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(out, f)
+        os.replace(tmp, result_file)
+    return results
+
+
+def run(config, weights=None, trial: int = 0, output=None, opts=(), num_gpus=None,
+        eval_only: bool = False, resume: bool = False, results_path=None) -> dict:
+    """Fine-tune and evaluate; returns the results row written to the results table."""
+    from ablations import results as results_table
+
+    opts = [str(o) for o in opts]
+    cfg = load_cfg(config, opts)
+    weights = weights if weights is not None else cfg.MODEL.WEIGHTS
+    if weights in ("", None) and not Path(config).stem.endswith("scratch"):
+        raise UserError(f"{Path(config).name}: MODEL.WEIGHTS is empty; pass --weights (or use a "
+                        "*_scratch config for random initialization)")
+    if weights == "See Instructions":
+        raise UserError(f"{Path(config).name} needs --weights (a .pkl from `python -m "
+                        "transfer.convert`, or a pretrainer checkpoint.pth)")
+    check_datasets(cfg, eval_only)
+    rid = run_id(config, opts, weights, trial, eval_only)
+    out_dir = Path(output) if output else REPO / "runs" / "transfer" / rid
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    if weights and "://" not in str(weights):
+        if not Path(weights).is_file():
+            raise UserError(f"weights not found: {weights}")
+        if not str(weights).endswith(".pkl"):  # a pretrainer checkpoint: convert it first
+            from . import convert as conv
+            try:
+                obj = conv.load_checkpoint(weights)
+                res = conv.convert(obj, str(weights))
+            except conv.ConvertError as e:
+                raise UserError(str(e))
+            pkl = out_dir / "backbone.pkl"
+            conv.write_pkl(res, pkl)
+            arch = obj.get("arch") or (obj.get("config") or {}).get("arch") or "resnet50"
+            if conv.DEPTHS.get(arch) != cfg.MODEL.RESNETS.DEPTH:
+                raise UserError(f"{weights} is a {arch}, {Path(config).name} builds ResNet-"
+                                f"{cfg.MODEL.RESNETS.DEPTH} (add --opts MODEL.RESNETS.DEPTH "
+                                f"{conv.DEPTHS.get(arch)})")
+            chk = conv.verify(pkl, config, cfg.MODEL.RESNETS.DEPTH)
+            if chk["unused"] or chk["missing"] or chk["mismatched"]:
+                raise UserError(f"converted {weights} does not load cleanly into {Path(config).name}")
+            weights_d2 = str(pkl)
+        else:
+            weights_d2 = str(weights)
+    else:
+        weights_d2 = str(weights or "")
+
+    import torch
+
+    if num_gpus is None:
+        num_gpus = torch.cuda.device_count()
+    if not torch.cuda.is_available() or cfg.MODEL.DEVICE == "cpu":
+        if cfg.MODEL.DEVICE != "cpu":
+            print("no CUDA: MODEL.DEVICE cpu, one process", file=sys.stderr)
+        cfg.MODEL.DEVICE = "cpu"
+        num_gpus = 0
+    cfg.MODEL.WEIGHTS = weights_d2
+    cfg.OUTPUT_DIR = str(out_dir)
+    if cfg.SEED < 0:
+        cfg.SEED = int(trial)
+    cfg.freeze()
+
+    base = {"grid": "transfer", "run_id": rid, "run_dir": str(out_dir), "task": task_of(cfg),
+            "config": Path(config).name, "weights": str(weights), "trial": int(trial),
+            "host": socket.gethostname(), "arch": f"resnet{cfg.MODEL.RESNETS.DEPTH}",
+            "seed": int(cfg.SEED), "batch_size": int(cfg.SOLVER.IMS_PER_BATCH),
+            "lr": float(cfg.SOLVER.BASE_LR)}
+    results_table.upsert([{**base, "status": "running"}], results_path)
+    result_file = str(out_dir / "transfer_results.json")
+    t0 = time.perf_counter()
+    try:
+        if num_gpus > 1:
+            from detectron2.engine import launch
+            launch(_worker, num_gpus, args=(cfg, resume, eval_only, result_file),
+                   dist_url="auto")
+        else:
+            _worker(cfg, resume, eval_only, result_file)
+        with open(result_file) as f:
+            out = json.load(f)
+    except BaseException as e:
+        reason = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        results_table.upsert([{**base, "status": "failed", "reason": reason}], results_path)
+        raise
+    metrics = _metrics(out["results"])
+    steps = out["step_times"]
+    row = {**base, **metrics, "status": "done", "reason": "",
+           "wall_s": round(time.perf_counter() - t0, 3),
+           "step_time_s": round(sum(steps[1:]) / len(steps[1:]), 4) if len(steps) > 1
+           else (round(steps[0], 4) if steps else None),
+           "git_sha": _git_sha(),
+           "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    if not metrics:
+        row.update(status="failed", reason="evaluation produced no box AP")
+    results_table.upsert([row], results_path)
+    return row
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m transfer.train",
+                                description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="transfer/configs/*.yaml")
+    p.add_argument("--weights", default=None,
+                   help="detectron2 .pkl or pretrainer checkpoint.pth (default: the config's)")
+    p.add_argument("--trial", type=int, default=0, help="trial index (the paper averages 5)")
+    p.add_argument("--output", default=None, help="output dir (default runs/transfer/<run_id>)")
+    p.add_argument("--num-gpus", type=int, default=None, help="default: all visible GPUs")
+    p.add_argument("--eval-only", action="store_true")
+    p.add_argument("--resume", action="store_true", help="resume from OUTPUT/last_checkpoint")
+    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
+                   help="detectron2 config overrides: KEY VALUE ...")
+    a = p.parse_args(argv)
+    try:
+        row = run(a.config, a.weights, a.trial, a.output, a.opts, a.num_gpus, a.eval_only, a.resume)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: row.get(k) for k in ("run_id", "status", "task", "AP50", "AP", "AP75",
+                                              "APm", "step_time_s", "wall_s")}))
+    return 0 if row["status"] == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
