@@ -74,6 +74,9 @@ class Config:
     threads: int = 0                  # torch CPU threads per process (0 = torch's default)
     max_steps: int = 0                # stop each epoch after N steps (0 = full epochs; for tests and benchmarks)
     fail_on_nan: bool = True
+    # the paper's "fail" (m = 0: "the training loss oscillates and fails to converge"): a run whose last-epoch
+    # loss is >= fail_loss_frac x the chance level ln(1 + negatives) is recorded as failed (0 = never)
+    fail_loss_frac: float = 0.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -188,6 +191,8 @@ def validate(cfg: Config) -> Config:
     for name in ("subset", "workers", "knn_every", "max_steps", "threads", "knn_subset"):
         if getattr(cfg, name) < 0:
             bad(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.fail_loss_frac < 0:
+        bad(f"fail_loss_frac must be >= 0, got {cfg.fail_loss_frac}")
     if not cfg.lr > 0:
         bad(f"lr must be > 0, got {cfg.lr}")
     if cfg.mechanism == "end_to_end" and cfg.moco_k != cfg.batch_size:

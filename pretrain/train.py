@@ -8,6 +8,7 @@ checkpointed atomically every epoch; a resumed CPU run ends bit-identical to an 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import random
@@ -78,6 +79,10 @@ class Trainer:
         if self.mode in ("split", "off") and self.world == 1 and self.batch % cfg.bn_splits:
             raise UserError(f"shuffle_bn={self.mode}: batch {self.batch} is not divisible by bn_splits "
                             f"{cfg.bn_splits}")
+        per_bn = self.batch // (cfg.bn_splits if self.mode in ("split", "off") and self.world == 1 else 1)
+        if per_bn < 2:
+            raise UserError(f"BatchNorm needs >= 2 images per (sub-)batch: batch {self.batch} per process with "
+                            f"bn_splits {cfg.bn_splits} gives {per_bn}")
         self._build_data()
         enc = build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans, cfg.width)
         enc = convert_bn(enc, self.mode, cfg.bn_splits, self.world, self.device)
@@ -233,12 +238,18 @@ class Trainer:
         return self.history[-1] if self.history else {}
 
 
+def chance_loss(cfg: Config) -> float:
+    """InfoNCE of a model that cannot tell the positive from the negatives: ln(1 + negatives)."""
+    negatives = cfg.batch_size - 1 if cfg.mechanism == "end_to_end" else cfg.moco_k
+    return math.log(1 + negatives)
+
+
 def summarize(cfg: Config, history: list, status: str, reason: str, wall_s: float, device) -> dict:
     last = history[-1] if history else {}
     knn = [r["knn_acc"] for r in history if r.get("knn_acc") is not None]
     return {
         "status": status, "reason": reason, "run_id": config_hash(cfg), "epochs_done": len(history),
-        "loss": last.get("loss"), "pretext_acc1": last.get("pretext_acc1"), "pretext_acc5": last.get("pretext_acc5"),
+        "loss": last.get("loss"), "chance_loss": chance_loss(cfg), "pretext_acc1": last.get("pretext_acc1"), "pretext_acc5": last.get("pretext_acc5"),
         "knn_acc": knn[-1] if knn else None,
         "wall_s": wall_s,
         "images_per_s": float(np.mean([r["images_per_s"] for r in history])) if history else None,
@@ -277,6 +288,12 @@ def run(cfg: Config, run_dir, resume: bool = True, progress: bool = True) -> dic
             trainer.fit()
         except Diverged as e:
             status, reason = "failed", f"diverged: {e}"
+        chance = chance_loss(cfg)
+        if status == "done" and cfg.fail_loss_frac and trainer.history \
+                and trainer.history[-1]["loss"] >= cfg.fail_loss_frac * chance:
+            status = "failed"
+            reason = (f"did not converge: last-epoch loss {trainer.history[-1]['loss']:.3f} >= "
+                      f"{cfg.fail_loss_frac:g} x the chance level ln(1 + negatives) = {chance:.3f}")
         wall = wall_before + time.time() - t0
         if trainer.history:
             trainer.history[-1]["wall_s"] = wall

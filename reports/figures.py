@@ -17,8 +17,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from . import data  # noqa: E402
 
@@ -49,6 +49,8 @@ def save(fig, out_dir: Path, name: str) -> dict:
 
 
 def _not_run(ax, msg="not run"):
+    if not ax.lines and not ax.collections:
+        ax.set_ylim(0, 100)
     ax.text(0.5, 0.5, msg, transform=ax.transAxes, ha="center", va="center",
             fontsize=13, color="#999999")
 
@@ -91,8 +93,8 @@ def fig3(res: data.Results, mech: dict, out_dir: Path) -> dict:
                 a.axvline(kmax, color=COLORS["end_to_end"], ls=":", lw=1)
         else:
             _log2_k(a, [256, 1024, 4096, 16384, 65536])
-        if not any_line and not all_k:
-            _not_run(a)
+        if not any_line:
+            _not_run(a, "not run" if not all_k else "no finished run")
         a.margins(y=0.12)
         a.set_ylabel(data.METRIC_LABEL[metric].replace("(%)", "accuracy (%)"))
         a.set_title(f"ours ({res.grid('fig3_mechanisms')['preset'].dropna().iloc[0]} preset)"
@@ -200,10 +202,11 @@ def shuffle_bn(res: data.Results, sh: dict, out_dir: Path) -> dict:
         for ax, title, yl in ((axes[0], "pretext task (training)", "pretext top-1 accuracy (%)"),
                               (axes[1], "kNN monitor (validation)", "kNN top-1 accuracy (%)")):
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(yl)
             ax.set_title(title)
             if ax.get_legend_handles_labels()[0]:
-                ax.legend(loc="lower right")
+                ax.legend(loc="best")
             else:
                 _not_run(ax)
         axes[0].set_ylim(top=101)

@@ -160,7 +160,7 @@ def test_tiny_on_fashion_mnist_beats_random_init(tmp_path):
     """A short tiny run on real Fashion-MNIST: its kNN accuracy beats the same network at random init."""
     from pretrain.encoder import build_encoder
     from pretrain.knn import knn_accuracy
-    over = dict(subset=6144, epochs=3, knn_every=0, knn_subset=2000, batch_size=256)
+    over = dict(subset=8192, epochs=5, knn_every=0, knn_subset=2000)
     cfg = load_config("tiny", over)
     torch.manual_seed(cfg.seed)
     random_init = knn_accuracy(build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans,
@@ -169,3 +169,17 @@ def test_tiny_on_fashion_mnist_beats_random_init(tmp_path):
     print(f"kNN random init {random_init:.2f}% -> trained {s['knn_acc']:.2f}% in {s['wall_s']:.0f}s")
     assert s["status"] == "done"
     assert s["knn_acc"] > random_init + 2.0
+
+
+def test_loss_at_chance_level_is_the_papers_fail(tmp_path):
+    """fail_loss_frac: a run whose last-epoch loss stays at/above the chance level ln(1 + K) is 'failed'."""
+    import math
+    over = synthetic_overrides(epochs=1, max_steps=2)
+    s = run(load_config("tiny", {**over, "fail_loss_frac": 50.0}), tmp_path / "a", progress=False)
+    assert s["status"] == "failed" and s["reason"].startswith("did not converge: last-epoch loss")
+    assert s["chance_loss"] == pytest.approx(math.log(1 + 128))
+    ok = run(load_config("tiny", {**over, "fail_loss_frac": 0.0}), tmp_path / "b", progress=False)
+    assert ok["status"] == "done" and ok["loss"] == pytest.approx(s["loss"])
+    e2e = load_config("tiny", {**over, "mechanism": "end_to_end", "batch_size": 32, "moco_k": 32})
+    from pretrain.train import chance_loss
+    assert chance_loss(e2e) == pytest.approx(math.log(32))       # 31 negatives + the positive

@@ -137,7 +137,8 @@ def verify(pkl_path: str | os.PathLike, config: str | os.PathLike = DEFAULT_CONF
     from .compat import ensure_detectron2
 
     ensure_detectron2()
-    import torch
+    import logging
+
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
@@ -148,7 +149,6 @@ def verify(pkl_path: str | os.PathLike, config: str | os.PathLike = DEFAULT_CONF
     model.eval()
     ckpt = DetectionCheckpointer(model)
     # silence the per-key table detectron2 prints while matching
-    import logging
     lg = logging.getLogger("detectron2.checkpoint.c2_model_loading")
     old = lg.level
     lg.setLevel(logging.WARNING)
@@ -174,7 +174,7 @@ def verify(pkl_path: str | os.PathLike, config: str | os.PathLike = DEFAULT_CONF
     for mk in model_keys:
         src = [n for n in data["model"] if mk.endswith("." + n) or mk == n]
         if len(src) != 1:
-            missing.append(mk) if mk not in missing else None
+            missing.append(mk)
             continue
         a = own[mk].detach().cpu().numpy()
         b = np.asarray(data["model"][src[0]])
@@ -182,7 +182,6 @@ def verify(pkl_path: str | os.PathLike, config: str | os.PathLike = DEFAULT_CONF
             mismatched.append(mk)
         else:
             matched += 1
-    del torch
     return {"matched": matched, "unused": unused, "missing": sorted(set(missing)),
             "mismatched": mismatched}
 
@@ -220,7 +219,7 @@ def main(argv=None) -> int:
     except ConvertError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except ImportError as e:
+    except (ImportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
