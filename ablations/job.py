@@ -18,6 +18,8 @@ from pathlib import Path
 
 import submitit
 
+from pretrain.checkpoint import atomic_write_json
+
 from . import results
 
 SWEPT_COLUMNS = [c for c in results.SWEPT]
@@ -29,11 +31,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def atomic_write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> dict | None:

@@ -7,16 +7,15 @@ import html
 import os
 from pathlib import Path
 
+from pretrain.checkpoint import atomic_write_text
+
 from .cells import Cell, Table
 
 STATUS_COLOR = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "not run": "#6e7781"}
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _rel(p: Path, out_dir: Path) -> str:

@@ -68,9 +68,18 @@ case "$ROUTE" in
       mkdir -p third_party
       TMP="$(mktemp -d third_party/.d2.XXXXXX)"
       trap 'rm -rf "$TMP"' EXIT
-      # pip download builds the sdist's metadata, whose setup.py imports torch: no build isolation
-      "$PY" -m pip download --quiet --no-deps --no-build-isolation --no-binary :all: \
-        "pb1-detectron2==${SDIST_VERSION}" -d "$TMP"
+      # pip download builds the sdist's metadata, whose setup.py imports torch: no build isolation.
+      # pip >= 24 refuses the sdist outright ("Distributions from PyPI cannot declare direct URL
+      # dependencies", for an optional extra); then the download goes through pip 23.2.1 put in front of
+      # the venv's own pip on PYTHONPATH (the venv's pip itself is left as it is).
+      PIP_MAJOR="$("$PY" -c 'import pip; print(pip.__version__.split(".")[0])')"
+      PIP_PATH=""
+      if [ "$PIP_MAJOR" -ge 24 ]; then
+        "$PY" -m pip install --quiet --target "$TMP/oldpip" "pip==23.2.1"
+        PIP_PATH="$TMP/oldpip"
+      fi
+      PYTHONPATH="$PIP_PATH${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m pip download --quiet --no-deps \
+        --no-build-isolation --no-binary :all: "pb1-detectron2==${SDIST_VERSION}" -d "$TMP"
       TARBALL="$TMP/pb1-detectron2-${SDIST_VERSION}.tar.gz"
       echo "$SDIST_SHA256  $TARBALL" | sha256sum -c --quiet -
       mkdir "$TMP/src"

@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from pretrain.checkpoint import atomic_write_json
+
 REPO = Path(__file__).resolve().parent.parent
 
 try:  # before anything unpickles detectron2 objects (spawned launch() workers import this first)
@@ -198,10 +200,7 @@ def _worker(cfg, resume: bool, eval_only: bool, result_file: str | None):
     if comm.is_main_process() and result_file:
         out = {"results": {k: dict(v) for k, v in (results or {}).items()},
                "step_times": step_times, "wall_s": time.perf_counter() - t0}
-        tmp = result_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(out, f)
-        os.replace(tmp, result_file)
+        atomic_write_json(result_file, out)
     return results
 
 
