@@ -175,7 +175,7 @@ def test_loss_at_chance_level_is_the_papers_fail(tmp_path):
     """fail_loss_frac: a run whose last-epoch loss stays at/above the chance level ln(1 + K) is 'failed'."""
     import math
     over = synthetic_overrides(epochs=1, max_steps=2)
-    s = run(load_config("tiny", {**over, "fail_loss_frac": 50.0}), tmp_path / "a", progress=False)
+    s = run(load_config("tiny", {**over, "fail_loss_frac": 0.01}), tmp_path / "a", progress=False)
     assert s["status"] == "failed" and s["reason"].startswith("did not converge: last-epoch loss")
     assert s["chance_loss"] == pytest.approx(math.log(1 + 128))
     ok = run(load_config("tiny", {**over, "fail_loss_frac": 0.0}), tmp_path / "b", progress=False)
