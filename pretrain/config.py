@@ -77,6 +77,9 @@ class Config:
     # the paper's "fail" (m = 0: "the training loss oscillates and fails to converge"): a run whose last-epoch
     # loss is >= fail_loss_frac x the chance level ln(1 + negatives) is recorded as failed (0 = never)
     fail_loss_frac: float = 0.0
+    # ... and a run whose last-epoch loss is not at least fail_loss_drop x its first-epoch loss below the
+    # first-epoch loss (the loss "never decreases") likewise (0 = never; needs >= 2 epochs)
+    fail_loss_drop: float = 0.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -193,6 +196,8 @@ def validate(cfg: Config) -> Config:
             bad(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.fail_loss_frac < 0:
         bad(f"fail_loss_frac must be >= 0, got {cfg.fail_loss_frac}")
+    if not 0 <= cfg.fail_loss_drop < 1:
+        bad(f"fail_loss_drop must be in [0, 1), got {cfg.fail_loss_drop}")
     if not cfg.lr > 0:
         bad(f"lr must be > 0, got {cfg.lr}")
     if cfg.mechanism == "end_to_end" and cfg.moco_k != cfg.batch_size:

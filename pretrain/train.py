@@ -238,6 +238,23 @@ class Trainer:
         return self.history[-1] if self.history else {}
 
 
+def not_converged(cfg: Config, history: list) -> str:
+    """The paper's "fail" (m = 0: "the training loss oscillates and fails to converge") as two declared tests on
+    the per-epoch mean losses: the last is still at the chance level (``fail_loss_frac``), or it is not even
+    ``fail_loss_drop`` (a fraction) below the first epoch's (the loss never decreases). '' = converged."""
+    if not history:
+        return ""
+    last, chance = history[-1]["loss"], chance_loss(cfg)
+    if cfg.fail_loss_frac and last >= cfg.fail_loss_frac * chance:
+        return (f"did not converge: last-epoch loss {last:.3f} >= "
+                f"{cfg.fail_loss_frac:g} x the chance level ln(1 + negatives) = {chance:.3f}")
+    first = history[0]["loss"]
+    if cfg.fail_loss_drop and len(history) >= 2 and last > (1 - cfg.fail_loss_drop) * first:
+        return (f"did not converge: last-epoch loss {last:.3f} is not {cfg.fail_loss_drop:.0%} below the "
+                f"first epoch's {first:.3f} (the loss never decreases)")
+    return ""
+
+
 def chance_loss(cfg: Config) -> float:
     """InfoNCE of a model that cannot tell the positive from the negatives: ln(1 + negatives)."""
     negatives = cfg.batch_size - 1 if cfg.mechanism == "end_to_end" else cfg.moco_k
@@ -288,12 +305,9 @@ def run(cfg: Config, run_dir, resume: bool = True, progress: bool = True) -> dic
             trainer.fit()
         except Diverged as e:
             status, reason = "failed", f"diverged: {e}"
-        chance = chance_loss(cfg)
-        if status == "done" and cfg.fail_loss_frac and trainer.history \
-                and trainer.history[-1]["loss"] >= cfg.fail_loss_frac * chance:
-            status = "failed"
-            reason = (f"did not converge: last-epoch loss {trainer.history[-1]['loss']:.3f} >= "
-                      f"{cfg.fail_loss_frac:g} x the chance level ln(1 + negatives) = {chance:.3f}")
+        if status == "done":
+            reason = not_converged(cfg, trainer.history)
+            status = "failed" if reason else status
         wall = wall_before + time.time() - t0
         if trainer.history:
             trainer.history[-1]["wall_s"] = wall
