@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+from pretrain.config import read_yaml_mapping
 from pretrain.errors import UserError
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
@@ -78,12 +79,7 @@ def grid_path(name: str) -> Path:
 
 def load_grid(name: str) -> dict:
     path = grid_path(name)
-    try:
-        g = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
-    if not isinstance(g, dict):
-        raise UserError(f"{path}: a grid must be a YAML mapping")
+    g = read_yaml_mapping(path, "a grid")
     unknown = sorted(set(g) - GRID_KEYS)
     if unknown:
         raise UserError(f"{path}: unknown grid key(s) {', '.join(unknown)} (known: {', '.join(sorted(GRID_KEYS))})")

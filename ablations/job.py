@@ -121,7 +121,10 @@ class GridJob(submitit.helpers.Checkpointable):
         try:
             from pretrain.train import run
             summary = run(cfg, run_dir, resume=True, progress=False)
-            if summary.get("status") == "done" and "lincls" in self.evals and rank == 0 \
+            # The linear protocol also runs on a run that "did not converge" (finite weights: its number stays
+            # visible beside the "fail"), not on a diverged one (non-finite weights).
+            evaluable = summary.get("status") == "done" or str(summary.get("reason", "")).startswith("did not converge")
+            if evaluable and "lincls" in self.evals and rank == 0 \
                     and not (run_dir / "lincls.json").exists():
                 atomic_write_json(run_dir / "lincls.json", self._lincls(cfg, run_dir))
         except (UserError, ValueError, RuntimeError, OSError) as e:

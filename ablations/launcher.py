@@ -21,9 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import submitit
-import yaml
 from tqdm import tqdm
 
+from pretrain.config import read_yaml_mapping
 from pretrain.errors import UserError
 
 from . import results
@@ -90,12 +90,7 @@ def load_profile(path: str | None) -> dict:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"profile not found: {p}")
-    try:
-        d = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
-    if not isinstance(d, dict):
-        raise UserError(f"{p}: a profile must be a YAML mapping")
+    d = read_yaml_mapping(p, "a profile")
     bad = sorted(set(d) - set(PARAMS))
     if bad:
         raise UserError(f"{p}: unknown profile key(s) {', '.join(bad)} (known: {', '.join(PARAMS)})")

@@ -77,9 +77,6 @@ class Config:
     # the paper's "fail" (m = 0: "the training loss oscillates and fails to converge"): a run whose last-epoch
     # loss is >= fail_loss_frac x the chance level ln(1 + negatives) is recorded as failed (0 = never)
     fail_loss_frac: float = 0.0
-    # ... and a run whose last-epoch loss is not at least fail_loss_drop x its first-epoch loss below the
-    # first-epoch loss (the loss "never decreases") likewise (0 = never; needs >= 2 epochs)
-    fail_loss_drop: float = 0.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -142,17 +139,24 @@ def preset_path(name: str) -> Path:
     return p
 
 
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """A YAML file that must hold a mapping (an empty file is {}); bad YAML or another type is one UserError."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: {what} must be a YAML mapping")
+    return data
+
+
 def read_yaml(path: Path, _seen: tuple = ()) -> dict:
     """A preset file with its ``_base_`` chain resolved (the base first, this file on top)."""
     path = path.resolve()
     if path in _seen:
         raise UserError(f"config inheritance loop at {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of config keys")
+    data = read_yaml_mapping(path, "a preset")
     base = data.pop("_base_", None)
     out: dict = {}
     if base:
@@ -196,8 +200,6 @@ def validate(cfg: Config) -> Config:
             bad(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.fail_loss_frac < 0:
         bad(f"fail_loss_frac must be >= 0, got {cfg.fail_loss_frac}")
-    if not 0 <= cfg.fail_loss_drop < 1:
-        bad(f"fail_loss_drop must be in [0, 1), got {cfg.fail_loss_drop}")
     if not cfg.lr > 0:
         bad(f"lr must be > 0, got {cfg.lr}")
     if cfg.mechanism == "end_to_end" and cfg.moco_k != cfg.batch_size:

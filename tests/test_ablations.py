@@ -115,24 +115,28 @@ def test_array_with_a_failing_run_then_rerun_submits_nothing(executor, tmp_path)
     kind, params = executor
     res = tmp_path / "results.csv"
     gfile = write_grid(tmp_path / "g.yaml", f"t_array_{kind}",
-                       [{"moco_m": [0.9, 0.99]}, {"moco_m": 0.99, "lr": 1.0e30}],   # lr 1e30: the loss diverges
+                       [{"moco_m": [0.9, 0.99]}, {"moco_m": 0.99, "lr": 1.0e30},   # lr 1e30: the loss diverges
+                        {"moco_m": 0.9, "fail_loss_frac": 0.01}],     # loss >= 1 % of chance: "did not converge"
                        evals=("knn", "lincls"))
     grid, planned, sub = _launch(gfile, tmp_path, kind, params, res)
-    assert len(sub) == 3
+    assert len(sub) == 4
     if kind == "slurm":                                      # one job array
         ids = [str(h[1].job_id) for h in sub]
-        assert len({i.split("_")[0] for i in ids}) == 1 and sorted(i.split("_")[1] for i in ids) == ["0", "1", "2"]
+        assert len({i.split("_")[0] for i in ids}) == 1 and sorted(i.split("_")[1] for i in ids) == list("0123")
     t0 = time.monotonic()
     rows = L.wait_all(grid, "tiny", sub, kind, params, 300, res, progress=False)
     wall = time.monotonic() - t0
-    by_lr = {float(r["lr"]) > 1e20: r for r in rows}
-    assert len(rows) == 3 and len(by_lr) == 2
-    bad = by_lr[True]
-    assert bad["status"] == "failed" and "diverged" in bad["reason"], bad
-    good = [r for r in rows if float(r["lr"]) < 1e20]
-    assert [r["status"] for r in good] == ["done", "done"], good
+    assert len(rows) == 4
+    bad = [r for r in rows if float(r["lr"]) > 1e20]
+    assert len(bad) == 1 and bad[0]["status"] == "failed" and "diverged" in bad[0]["reason"], bad
+    assert pd.isna(bad[0].get("lincls_acc1")), bad                    # no linear protocol on NaN weights
+    stuck = [r for r in rows if "did not converge" in str(r.get("reason"))]
+    assert len(stuck) == 1 and stuck[0]["status"] == "failed", rows
+    assert 0 <= float(stuck[0]["lincls_acc1"]) <= 100, stuck          # ... but on a run that did not converge
+    good = [r for r in rows if r["status"] == "done"]
+    assert sorted(float(r["moco_m"]) for r in good) == [0.9, 0.99], rows
     df = results.read(res)
-    assert len(df) == 3 and set(df["grid"]) == {grid["name"]}
+    assert len(df) == 4 and set(df["grid"]) == {grid["name"]}
     ok = df[df["status"] == "done"]
     assert ok["knn_acc"].astype(float).between(0, 100).all()
     assert ok["lincls_acc1"].astype(float).between(0, 100).all()          # the linear protocol ran
@@ -140,11 +144,11 @@ def test_array_with_a_failing_run_then_rerun_submits_nothing(executor, tmp_path)
     for c in ("wall_s", "images_per_s", "peak_mem_mb"):
         assert (ok[c].astype(float) > 0).all(), c
     assert set(df["moco_m"].astype(float)) == {0.9, 0.99} and ok["host"].notna().all()
-    print(f"\n[{kind}] 3-run array finished in {wall:.1f} s")
+    print(f"\n[{kind}] 4-run array finished in {wall:.1f} s")
 
     # Rerun: every run is finished (done or failed), nothing is submitted, the table is unchanged.
     grid2, planned2, sub2 = _launch(gfile, tmp_path, kind, params, res)
-    assert sub2 == [] and sorted(p.state for p in planned2) == ["done", "done", "failed"]
+    assert sub2 == [] and sorted(p.state for p in planned2) == ["done", "done", "failed", "failed"]
     env = {**os.environ, "MOCOBENCH_RESULTS": str(res), "MOCOBENCH_RUNS": str(tmp_path / "runs"),
            "MOCOBENCH_SUBMITIT": str(tmp_path / "submitit")}
     r = subprocess.run([sys.executable, "-m", "ablations", "run", str(gfile), "--executor", kind],
@@ -154,7 +158,7 @@ def test_array_with_a_failing_run_then_rerun_submits_nothing(executor, tmp_path)
     pd.testing.assert_frame_equal(df.reset_index(drop=True), df2.reset_index(drop=True))
     r = subprocess.run([sys.executable, "-m", "ablations", "status", str(gfile)], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "2 done, 1 failed" in r.stdout, r.stdout
+    assert r.returncode == 0 and "2 done, 2 failed" in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("executor", EXECUTORS, indirect=True)
