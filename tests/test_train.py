@@ -13,7 +13,6 @@ import torch
 from conftest import PY, ROOT, synthetic_overrides
 from pretrain.__main__ import main as cli
 from pretrain.config import load_config
-from pretrain.errors import UserError
 from pretrain.train import run
 
 
@@ -184,4 +183,3 @@ def test_loss_at_chance_level_is_the_papers_fail(tmp_path):
     e2e = load_config("tiny", {**over, "mechanism": "end_to_end", "batch_size": 32, "moco_k": 32})
     from pretrain.train import chance_loss
     assert chance_loss(e2e) == pytest.approx(math.log(32))       # 31 negatives + the positive
-
