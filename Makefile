@@ -7,7 +7,7 @@ EXECUTOR ?= local
 ABLATIONS_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data test bench reproduce-table report slurm-up slurm-down setup-transfer setup-browser clean-runs
+.PHONY: setup data test bench gpu-check reproduce-table report slurm-up slurm-down setup-transfer setup-browser clean-runs
 
 setup: $(VENV)/.installed data setup-transfer
 
@@ -36,7 +36,11 @@ test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
-	$(PY) -m pretrain.bench --preset $(PRESET)
+	$(PY) -m pretrain.bench --preset $(PRESET) --compare
+
+# the GPU path on one CUDA machine (OUT=dir for the log; OFFICIAL_MOCO=dir of a facebookresearch/moco checkout)
+gpu-check: $(VENV)/.installed
+	PYTHON=$(PY) bash scripts/gpu_check.sh $(OUT)
 
 # the paper's ablation grids at PRESET scale, then the report. Locally at tiny scale two runs at a time with one
 # torch thread each (on 2 cores ~1.2x the throughput of one run with two threads; threads are not in the config hash)

@@ -49,12 +49,13 @@ def parse(argv=None):
     r.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     r.add_argument("--no-wait", action="store_true", help="slurm: submit and return (follow with `status`)")
     r.add_argument("--max-wait-min", type=float, default=24 * 60, help="bound on the wait (default 24 h)")
-    r.add_argument("--profile", default=None, help="YAML file of SLURM parameters (keys as the flags below)")
-    g = r.add_argument_group("SLURM / launch parameters (override the profile)")
     helps = {"time": "minutes per job (requeued on timeout)", "parallel": "local executor: runs at a time (default 1)",
              "ntasks_per_node": "default: gpus-per-node (one task per GPU, DDP)"}
-    for k, t in PARAMS.items():
-        g.add_argument("--" + k.replace("_", "-"), dest=k, type=t, default=None, help=helps.get(k))
+    for q in (r, s):     # status needs them too: the processes per run are part of each run's identity
+        q.add_argument("--profile", default=None, help="YAML file of SLURM parameters (keys as the flags below)")
+        g = q.add_argument_group("SLURM / launch parameters (override the profile)")
+        for k, t in PARAMS.items():
+            g.add_argument("--" + k.replace("_", "-"), dest=k, type=t, default=None, help=helps.get(k))
     return p.parse_args(argv)
 
 
@@ -70,16 +71,18 @@ def main(argv=None) -> int:
             return 0
         grids = grid_names() if args.grid == "all" else [args.grid]
         sets = dict(args.sets) or None
-        if args.cmd == "status":
-            for gname in grids:
-                print(L.run_status(gname, args.preset, args.runs_dir, sets))
-            return 0
         params = L.load_profile(args.profile)
         params.update({k: getattr(args, k) for k in L.PARAMS if getattr(args, k) is not None})
+        world = L.launch_world(params)
+        if args.cmd == "status":
+            for gname in grids:
+                print(L.run_status(gname, args.preset, args.runs_dir, sets, world=world))
+            return 0
         kind = L.resolve_executor(args.executor) if not args.dry_run else args.executor
         rc, planned_ids = 0, set()
         for gname in grids:
-            grid, planned = L.plan(gname, args.preset, args.runs_dir, sets, retry_failed=args.retry_failed)
+            grid, planned = L.plan(gname, args.preset, args.runs_dir, sets, retry_failed=args.retry_failed,
+                                   world=world)
             if args.dry_run:          # `all`: a config shared with an earlier grid is trained once
                 for p in planned:
                     if p.state == "todo" and p.run_id in planned_ids:
@@ -108,8 +111,10 @@ def main(argv=None) -> int:
                 continue
             print(L.format_table(grid, args.preset, planned, {r.get("run_id"): r for r in rows if r}))
             failed = sum(r.get("status") == "failed" for r in rows)
-            print(f"{grid['name']}: {len(rows) - failed} done, {failed} failed (a failed run is a result, "
-                  f"with its reason)")
+            errors = sum(r.get("status") == "error" for r in rows)
+            print(f"{grid['name']}: {len(rows) - failed - errors} done, {failed} failed (a failed run is a "
+                  f"result, with its reason), {errors} error(s) (no result: rerun to retry them)")
+            rc = rc or (1 if errors else 0)
         return rc
     except UserError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)

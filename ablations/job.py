@@ -24,7 +24,8 @@ from . import results
 
 SWEPT_COLUMNS = [c for c in results.SWEPT]
 METRIC_KEYS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "lincls_acc1", "lincls_acc5",
-               "wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "host", "git_sha", "finished_at"]
+               "wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "world_size", "host", "git_sha",
+               "finished_at"]
 
 
 def _now() -> str:
@@ -67,6 +68,39 @@ def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg_dic
     return row
 
 
+def error_kind(exc: BaseException) -> str:
+    """What kind of error stopped a run (stored as its own field, never parsed from the reason later):
+    ``oom`` (CUDA out of memory), ``distributed`` (NCCL/gloo, a peer or node lost), ``user`` (bad config or
+    data), ``crash`` (anything else)."""
+    import torch
+    from pretrain.errors import UserError
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        return "oom"
+    dist_errors = tuple(c for c in (getattr(torch.distributed, "DistError", None),) if c is not None)
+    if (dist_errors and isinstance(exc, dist_errors)) or any(w in str(exc) for w in ("NCCL", "Gloo", "gloo")):
+        return "distributed"
+    if isinstance(exc, UserError):
+        return "user"
+    return "crash"
+
+
+def record_error(run_dir: Path, run_id: str, reason: str, kind: str) -> dict:
+    """summary.json of a run stopped by an error (never over a finished result: done or failed)."""
+    prev = read_json(run_dir / "summary.json")
+    s = {"status": "error", "error_kind": kind, "reason": reason[:500], "run_id": run_id,
+         "host": socket.gethostname(), "finished_at": _now()}
+    if not prev or prev.get("status") not in ("done", "failed"):
+        atomic_write_json(run_dir / "summary.json", s)
+    return s
+
+
+def error_row(row: dict, run_dir: Path) -> dict:
+    s = read_json(run_dir / "summary.json") or {}
+    if s.get("status") == "error":
+        return {**row, "status": "error", "error_kind": s.get("error_kind", "crash"), "reason": s.get("reason", "")}
+    return {**row, "status": "error", "error_kind": "lost", "reason": "no summary.json written"}
+
+
 def _dist_env_from_submitit() -> None:
     """Export torchrun's variables for a multi-task job (SLURM or the local executor)."""
     try:
@@ -107,12 +141,14 @@ class GridJob(submitit.helpers.Checkpointable):
         cfg_dict = {**cfg.to_dict(), "lr": cfg.effective_lr}   # the lr used (linear scaling applied)
         row = base_row(self.grid, self.preset, run_id, run_dir, cfg_dict)
         if self.run_id and run_id != self.run_id:
-            # The code or the preset changed between submission and start: this is not the planned run.
+            # The code, the preset or the world size changed between submission and start: this is not the
+            # planned run. Not a result: status error, retried by the next `ablations run`.
             if rank != 0:
                 return {}
-            row = {**base_row(self.grid, self.preset, self.run_id, run_dir, cfg_dict), "status": "failed",
-                   "reason": f"config changed since submission (hash {self.run_id} -> {run_id}: code or preset "
-                             f"edited); rerun the grid", "host": socket.gethostname(), "finished_at": _now()}
+            row = {**base_row(self.grid, self.preset, self.run_id, run_dir, cfg_dict), "status": "error",
+                   "error_kind": "config_changed",
+                   "reason": f"config changed since submission (hash {self.run_id} -> {run_id}: code, preset "
+                             f"or number of processes changed); rerun the grid", "host": socket.gethostname(), "finished_at": _now()}
             results.upsert([row], self.results_path, key=("grid", "run_id"))
             return row
         if rank == 0:
@@ -124,23 +160,25 @@ class GridJob(submitit.helpers.Checkpointable):
             # The linear protocol also runs on a run that "did not converge" (finite weights: its number stays
             # visible beside the "fail"), not on a diverged one (non-finite weights).
             evaluable = summary.get("status") == "done" or str(summary.get("reason", "")).startswith("did not converge")
-            if evaluable and "lincls" in self.evals and rank == 0 \
-                    and not (run_dir / "lincls.json").exists():
-                atomic_write_json(run_dir / "lincls.json", self._lincls(cfg, run_dir))
+            if evaluable and "lincls" in self.evals and not (run_dir / "lincls.json").exists():
+                # every process of a multi-task job takes part (DDP at ImageNet scale); rank 0 writes the file
+                res = self._lincls(cfg, run_dir)
+                if rank == 0:
+                    atomic_write_json(run_dir / "lincls.json", res)
         except (UserError, ValueError, RuntimeError, OSError) as e:
-            # A run that cannot run (bad config, data, crash) is a result too: recorded, never retried silently.
+            # A crash (CUDA out of memory, NCCL, bad data or config) is no result: status error with its kind,
+            # kept out of every table and verdict, and retried by the next `ablations run`. Anything else
+            # (submitit's preemption and requeue among them) propagates: the job dies or is requeued, and the
+            # launcher records a dead job as an error too.
             reason = f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
             if rank == 0:
                 (run_dir).mkdir(parents=True, exist_ok=True)
                 (run_dir / "error.log").write_text(traceback.format_exc())
-                if not (run_dir / "summary.json").exists():
-                    atomic_write_json(run_dir / "summary.json",
-                                      {"status": "failed", "reason": reason, "run_id": run_id,
-                                       "host": socket.gethostname(), "finished_at": _now()})
+                record_error(run_dir, run_id, reason, error_kind(e))
         if rank != 0:
             return {}
         final = row_from_run_dir(self.grid, self.preset, run_id, run_dir, cfg_dict) or \
-            {**row, "status": "failed", "reason": "no summary.json written"}
+            error_row(row, run_dir)
         final.setdefault("host", socket.gethostname())
         final.setdefault("finished_at", _now())
         if self.git_sha and not final.get("git_sha"):
@@ -150,12 +188,11 @@ class GridJob(submitit.helpers.Checkpointable):
 
     @staticmethod
     def _lincls(cfg, run_dir: Path) -> dict:
-        """The linear protocol (paper Sec. 4.1: frozen backbone, linear classifier; official defaults)."""
-        import torch
+        """The linear protocol (paper Sec. 4.1: frozen backbone, linear classifier; official defaults), by all
+        the job's processes (the ImageNet protocol runs under DDP)."""
         from pretrain import lincls
-        dev = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
         out = lincls.run(str(run_dir / "checkpoint.pth"), out=str(run_dir / "lincls.json"), progress=False,
-                         device=dev)
+                         device=cfg.device, timeout_min=cfg.dist_timeout_min)
         return {**out, "finished_at": _now()}
 
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:

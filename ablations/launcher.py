@@ -28,13 +28,15 @@ from pretrain.errors import UserError
 
 from . import results
 from .grid import RunSpec, expand, load_grid
-from .job import GridJob, atomic_write_json, base_row, read_json, row_from_run_dir
+from .job import GridJob, atomic_write_json, base_row, read_json, record_error, row_from_run_dir
 
 REPO = Path(__file__).resolve().parent.parent
 EXECUTORS = ("slurm", "local", "debug", "auto")
 # Training-set sizes (images) for the cost estimate when the config has no subset.
 DATASET_SIZES = {"imagefolder": 1281167, "cifar10": 50000, "cifar100": 50000, "stl10": 105000,
                  "fashion_mnist": 60000, "synthetic": 512}
+# ImageNet subsets by preset (the dataset is an ImageNet folder either way)
+PRESET_SIZES = {"imagenet100": 126689}
 # SLURM/launch parameters: flag / profile key -> type.
 PARAMS = {"partition": str, "nodes": int, "gpus_per_node": int, "ntasks_per_node": int, "cpus_per_task": int,
           "time": int, "mem_gb": float, "constraint": str, "account": str, "qos": str,
@@ -152,18 +154,33 @@ def _slurm_active(job_id: str) -> bool:
         return False
 
 
+def launch_world(params: dict | None) -> int:
+    """Processes of one run under these launch parameters: tasks per node (default: one per GPU) x nodes.
+    Part of each run's identity (per-process batch, BN layout)."""
+    params = params or {}
+    gpus = params.get("gpus_per_node") or 0
+    return (params.get("ntasks_per_node") or max(gpus, 1)) * (params.get("nodes") or 1)
+
+
 def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | None = None,
-         retry_failed: bool = False) -> tuple[dict, list[Planned]]:
-    """The runs of a grid at a preset and the state of each (from its run directory)."""
-    from pretrain.config import config_hash, load_config
+         retry_failed: bool = False, world: int = 1) -> tuple[dict, list[Planned]]:
+    """The runs of a grid at a preset and the state of each (from its run directory). ``world``: the
+    processes each run will have (:func:`launch_world`), part of the run identity."""
+    from pretrain.config import EVAL_KEYS, config_hash, eval_settings, load_config
     grid = load_grid(grid_name)
     root = Path(root) if root else runs_root()
-    out = []
+    out, evals_of = [], {}
     for spec in expand(grid, preset):
         if sets:
             spec.overrides = {**spec.overrides, **sets}
         cfg = load_config(preset, spec.overrides)
-        rid = config_hash(cfg)
+        rid = config_hash(cfg, world)
+        ev = eval_settings(cfg)
+        if rid in evals_of and evals_of[rid][0] != ev:
+            raise UserError(f"grid {grid['name']}: runs '{evals_of[rid][1]}' and '{spec.label}' train the same "
+                            f"run ({rid}) and differ only in evaluation keys ({', '.join(EVAL_KEYS)}): those "
+                            f"belong to the whole grid (its 'fixed'), not to a cell")
+        evals_of[rid] = (ev, spec.label)
         cfg_dict = {**cfg.to_dict(), "lr": cfg.effective_lr}   # the lr used (linear scaling applied)
         run_dir = root / grid["name"] / Path(preset).stem / rid
         s = read_json(run_dir / "summary.json")
@@ -173,6 +190,9 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
                 note = "pretrained; linear protocol to do"
             else:
                 state = "done"
+        elif s and s.get("status") == "error":
+            # a crash, an out-of-memory, a lost job: no result; run again (resumes from its checkpoint)
+            note = f"retrying after error ({s.get('error_kind', 'crash')}): {s.get('reason', '')}"[:160]
         elif s and s.get("status") == "failed":
             if retry_failed:
                 os.replace(run_dir / "summary.json", run_dir / f"summary.failed.{int(time.time())}.json")
@@ -250,7 +270,7 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
                 print(f"measuring images/s of {c['mechanism']} with pretrain.bench ...", file=sys.stderr, flush=True)
                 benched[c["mechanism"]] = bench_images_per_s(preset, p.spec.overrides)
             ips = benched[c["mechanism"]]
-        n = c.get("subset") or DATASET_SIZES.get(c.get("dataset"), 0)
+        n = c.get("subset") or PRESET_SIZES.get(Path(preset).stem) or DATASET_SIZES.get(c.get("dataset"), 0)
         per_epoch = min(n, c["max_steps"] * c["batch_size"]) if c.get("max_steps") else n
         images = per_epoch * c["epochs"]
         if ips:
@@ -333,12 +353,12 @@ def _now() -> str:
 
 
 def _job_failed_row(grid: dict, preset: str, p: Planned, reason: str) -> dict:
-    row = {**base_row(grid["name"], preset, p.run_id, p.run_dir, p.cfg), "status": "failed",
-           "reason": reason[:500], "host": socket.gethostname(), "finished_at": _now(), "git_sha": git_sha()}
-    if not (p.run_dir / "summary.json").exists():
-        atomic_write_json(p.run_dir / "summary.json", {"status": "failed", "reason": reason[:500],
-                                                       "run_id": p.run_id, "finished_at": row["finished_at"]})
-    return row
+    """The row of a job that died (killed, out of memory, node failure, ...): status error, not a result;
+    the next `ablations run` submits it again and it resumes from its last checkpoint."""
+    s = record_error(p.run_dir, p.run_id, reason, "lost")
+    return {**base_row(grid["name"], preset, p.run_id, p.run_dir, p.cfg), "status": "error",
+            "error_kind": s["error_kind"], "reason": reason[:500], "host": socket.gethostname(),
+            "finished_at": _now(), "git_sha": git_sha()}
 
 
 def _reason(exc: BaseException) -> str:
@@ -452,8 +472,8 @@ def _isnan(v) -> bool:
         return False
 
 
-def run_status(grid_name: str, preset: str, root=None, sets=None) -> str:
-    grid, planned = plan(grid_name, preset, root, sets)
+def run_status(grid_name: str, preset: str, root=None, sets=None, world: int = 1) -> str:
+    grid, planned = plan(grid_name, preset, root, sets, world=world)
     for p in planned:
         n = sum(1 for _ in open(p.run_dir / "metrics.jsonl")) if (p.run_dir / "metrics.jsonl").exists() else 0
         progress = f"epoch {n}/{p.cfg['epochs']}"

@@ -10,13 +10,15 @@ at the same time), merges rows by ``run_id`` and replaces the file atomically
 Columns (a row may leave the ones that do not apply empty):
 
 identity      grid, run_id (resolved-config hash), preset, run_dir, status
-              (pending|running|done|failed), reason (why it failed)
+              (pending|running|done|failed|error), reason (why it failed), error_kind
+              (error rows: oom|distributed|user|crash|lost|config_changed; an error is
+              no result: kept out of tables and verdicts, retried by the next run)
 swept keys    mechanism, moco_k, moco_m, moco_t, shuffle_bn, bn_splits, mlp,
               aug_plus, cos, epochs, batch_size, lr (the one used: lr_scaling applied), seed,
-              arch, dataset
+              arch, dataset, precision
 metrics       loss, pretext_acc1, pretext_acc5, knn_acc, lincls_acc1,
               lincls_acc5 (final values, accuracies in %)
-cost          wall_s, images_per_s, peak_mem_mb, step_time_s
+cost          wall_s, images_per_s, peak_mem_mb, step_time_s, world_size (processes)
 provenance    host, git_sha, finished_at (ISO 8601)
 transfer      task (voc|coco), config, weights, trial, AP50, AP, AP75,
               APm (mask AP, COCO)
@@ -31,16 +33,16 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-IDENTITY = ["grid", "run_id", "preset", "run_dir", "status", "reason"]
+IDENTITY = ["grid", "run_id", "preset", "run_dir", "status", "reason", "error_kind"]
 SWEPT = ["mechanism", "moco_k", "moco_m", "moco_t", "shuffle_bn", "bn_splits", "mlp",
-         "aug_plus", "cos", "epochs", "batch_size", "lr", "seed", "arch", "dataset"]
+         "aug_plus", "cos", "epochs", "batch_size", "lr", "seed", "arch", "dataset", "precision"]
 METRICS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "lincls_acc1", "lincls_acc5"]
-COST = ["wall_s", "images_per_s", "peak_mem_mb", "step_time_s"]
+COST = ["wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "world_size"]
 PROVENANCE = ["host", "git_sha", "finished_at"]
 TRANSFER = ["task", "config", "weights", "trial", "AP50", "AP", "AP75", "APm"]
 COLUMNS = IDENTITY + SWEPT + METRICS + COST + PROVENANCE + TRANSFER
 
-STATUSES = ("pending", "running", "done", "failed")
+STATUSES = ("pending", "running", "done", "failed", "error")
 TEXT = IDENTITY + ["host", "git_sha", "finished_at", "task", "config", "weights"]
 
 

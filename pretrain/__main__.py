@@ -1,5 +1,5 @@
 """``python -m pretrain``: MoCo pretraining (see README). Every config key is a flag; ``--preset`` picks the
-YAML preset (imagenet, imagenet-v2, cifar10, tiny) or a YAML file of your own."""
+YAML preset (imagenet, imagenet-v2, imagenet100, cifar10, tiny) or a YAML file of your own."""
 from __future__ import annotations
 
 import argparse
@@ -46,8 +46,9 @@ def main(argv=None) -> int:
             print(f"error: run failed: {summary['reason']} (recorded in {out / 'summary.json'})", file=sys.stderr)
         else:
             knn = summary.get("knn_acc")
+            knn = f"kNN {knn:.2f}%" if knn is not None else "no kNN monitor"
             print(f"done: {summary['epochs_done']} epochs in {time.time() - t:.0f}s, "
-                  f"kNN {knn:.2f}%, pretext acc@1 {summary['pretext_acc1']:.1f}%, "
+                  f"{knn}, pretext acc@1 {summary['pretext_acc1']:.1f}%, "
                   f"{summary['images_per_s']:.0f} img/s -> {out}")
             print(json.dumps(summary))
     return EXIT_DIVERGED if summary["status"] == "failed" else 0

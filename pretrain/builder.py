@@ -40,12 +40,18 @@ def info_nce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(logits: torch.Tensor, labels: torch.Tensor, topk=(1, 5)) -> list[float]:
-    """Top-k accuracy in % (the pretext task: is the positive among the k largest logits)."""
+def accuracy_t(logits: torch.Tensor, labels: torch.Tensor, topk=(1, 5)) -> torch.Tensor:
+    """Top-k accuracies in % as one tensor on the logits' device (no host sync)."""
     maxk = min(max(topk), logits.shape[1])
     pred = logits.topk(maxk, 1).indices
     correct = pred.eq(labels[:, None])
-    return [correct[:, :min(k, maxk)].any(1).float().mean().item() * 100 for k in topk]
+    return torch.stack([correct[:, :min(k, maxk)].any(1).float().mean() * 100 for k in topk])
+
+
+@torch.no_grad()
+def accuracy(logits: torch.Tensor, labels: torch.Tensor, topk=(1, 5)) -> list[float]:
+    """Top-k accuracy in % (the pretext task: is the positive among the k largest logits)."""
+    return accuracy_t(logits, labels, topk).tolist()
 
 
 @register("moco")
@@ -55,9 +61,11 @@ class MoCo(nn.Module):
     uses_key_view = True
 
     def __init__(self, encoder_q: nn.Module, dim: int = 128, K: int = 65536, m: float = 0.999, T: float = 0.07,
-                 shuffle: str = "off", num_images: int = 0, bank_m: float = 0.5):
+                 shuffle: str = "off", num_images: int = 0, bank_m: float = 0.5,
+                 amp_dtype: torch.dtype | None = None):
         super().__init__()
         self.K, self.m, self.T = K, m, T
+        self.amp_dtype = amp_dtype           # autocast dtype of the encoders' forward passes (None = fp32)
         self.key_shuffle = KeyShuffle(shuffle)
         self.encoder_q = encoder_q
         self.build_dictionary(dim, K, num_images, bank_m)
@@ -93,12 +101,23 @@ class MoCo(nn.Module):
         self.queue[:, idx] = keys.T.to(self.queue.dtype)
         self.queue_ptr[0] = (ptr + n) % self.K
 
+    # -- mixed precision: only the encoders run under autocast -------------------------------------------
+    def embed(self, encoder: nn.Module, x: torch.Tensor, shuffle: bool = False) -> torch.Tensor:
+        """L2-normalised fp32 features of ``encoder(x)``; the encoder runs under autocast (``amp_dtype``),
+        normalisation, logits, loss and the queue/bank stay fp32. ``shuffle``: through the key shuffle."""
+        def run(inp):
+            with torch.autocast(inp.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                return encoder(inp)
+        f = self.key_shuffle.encode(run, x) if shuffle else run(x)
+        return F.normalize(f.float(), dim=1)
+
     # -- one step -------------------------------------------------------------------------------------
     def forward(self, im_q: torch.Tensor, im_k: torch.Tensor, idx: torch.Tensor | None = None):
-        q = F.normalize(self.encoder_q(im_q), dim=1)                 # queries: N x C
+        q = self.embed(self.encoder_q, im_q)                         # queries: N x C
         with torch.no_grad():
             self._momentum_update_key_encoder()
-            k = F.normalize(self.key_shuffle.encode(self.encoder_k, im_k), dim=1)   # keys: N x C
+            k = self.embed(self.encoder_k, im_k, shuffle=True)       # keys: N x C
         l_pos = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)        # N x 1
         l_neg = torch.einsum("nc,ck->nk", q, self.queue.clone().detach())   # N x K
         logits = torch.cat([l_pos, l_neg], dim=1) / self.T
@@ -116,8 +135,8 @@ class EndToEnd(MoCo):
         pass
 
     def forward(self, im_q, im_k, idx=None):
-        q = F.normalize(self.encoder_q(im_q), dim=1)
-        k = F.normalize(self.key_shuffle.encode(self.encoder_q, im_k), dim=1)
+        q = self.embed(self.encoder_q, im_q)
+        k = self.embed(self.encoder_q, im_k, shuffle=True)
         k_all = D.gather_with_grad(k)                                 # Ntot x C, with gradient
         n = q.shape[0]
         sim = torch.einsum("nc,mc->nm", q, k_all)                    # N x Ntot
@@ -158,7 +177,7 @@ class MemoryBank(MoCo):
     def forward(self, im_q, im_k=None, idx=None):
         if idx is None:
             raise ValueError("memory_bank needs the images' dataset indices")
-        q = F.normalize(self.encoder_q(im_q), dim=1)
+        q = self.embed(self.encoder_q, im_q)
         with torch.no_grad():
             pos = self.bank[idx].clone()
             neg = self.bank[self.sample_negatives()].clone()
@@ -170,7 +189,8 @@ class MemoryBank(MoCo):
         return logits, labels
 
 
-def build_model(cfg, encoder_q: nn.Module, num_images: int, shuffle: str) -> MoCo:
+def build_model(cfg, encoder_q: nn.Module, num_images: int, shuffle: str,
+                amp_dtype: torch.dtype | None = None) -> MoCo:
     cls = MECHANISMS[cfg.mechanism]
     return cls(encoder_q, dim=cfg.moco_dim, K=cfg.moco_k, m=cfg.moco_m, T=cfg.moco_t, shuffle=shuffle,
-               num_images=num_images, bank_m=cfg.bank_m)
+               num_images=num_images, bank_m=cfg.bank_m, amp_dtype=amp_dtype)

@@ -54,12 +54,22 @@ def rng_state() -> dict:
     return s
 
 
+def _cpu_bytes(t) -> torch.Tensor:
+    """An RNG state as torch wants it: a CPU ByteTensor (a checkpoint loaded with map_location='cuda' would
+    hand over CUDA tensors, which torch.set_rng_state refuses)."""
+    return torch.as_tensor(t).detach().to(device="cpu", dtype=torch.uint8)
+
+
 def set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
+    torch.set_rng_state(_cpu_bytes(s["torch"]))
     random.setstate(s["python"])
     np.random.set_state(s["numpy"])
     if "cuda" in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
+        states = [_cpu_bytes(t) for t in s["cuda"]]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+        else:                         # another GPU count than when saved: this process's device only
+            torch.cuda.set_rng_state(states[min(torch.cuda.current_device(), len(states) - 1)])
 
 
 def load(path, map_location="cpu") -> dict:

@@ -26,6 +26,12 @@ MECHANISMS = ("moco", "end_to_end", "memory_bank")
 SHUFFLE_BN = ("auto", "ddp", "split", "off", "sync")
 DATASETS = ("imagefolder", "cifar10", "cifar100", "stl10", "fashion_mnist", "synthetic")
 AUGMENT_ON = ("workers", "batched")
+PRECISIONS = ("fp32", "bf16", "fp16")
+# how/where a run runs, not what it computes: never part of its identity, may differ on resume
+RUNTIME_KEYS = ("workers", "device", "threads", "data", "dist_timeout_min")
+# what is measured after/beside training (kNN monitor, the "fail" criterion): not part of the training identity;
+# a finished run whose evaluation settings changed is re-evaluated from its checkpoint, not trained again
+EVAL_KEYS = ("knn_monitor", "knn_every", "knn_k", "knn_t", "knn_feature", "knn_subset", "fail_loss_frac")
 
 
 @dataclass
@@ -36,8 +42,10 @@ class Config:
     subset: int = 0                   # use the first N training images of a fixed random order (0 = all)
     image_size: int = 224             # crop size of the augmentations
     augment_on: str = "workers"       # workers: per image in DataLoader workers | batched: on tensors, on the device
-    workers: int = 32                 # DataLoader worker processes
+    workers: int = 32                 # DataLoader worker processes per node, shared by its processes (official)
     aug_plus: bool = False            # MoCo v2 augmentation (blur, stronger colour jitter)
+    crop_scale_min: float = 0.2       # RandomResizedCrop's smallest area fraction (official main_moco 0.2; CIFAR demo 0.08)
+    blur: bool = True                 # aug_plus: the Gaussian blur of MoCo v2 (the CIFAR demo has none)
     # --- model ------------------------------------------------------------------------------------
     arch: str = "resnet50"            # any torchvision ResNet constructor name
     cifar_stem: bool = False          # 3x3 stride-1 first conv, no max-pool (small images)
@@ -63,7 +71,11 @@ class Config:
     weight_decay: float = 1e-4
     schedule: list = field(default_factory=lambda: [120, 160])   # lr x0.1 at these epochs (ignored with cos)
     cos: bool = False                 # MoCo v2 cosine schedule
+    cos_first_epoch: int = 0          # number of the first epoch in the cosine formula (main_moco 0; CIFAR demo 1)
+    precision: str = "fp32"           # fp32 | bf16 | fp16: autocast around the encoders (fp16 only on CUDA, GradScaler)
+    channels_last: bool = False       # model and batches in channels_last memory format
     # --- evaluation & bookkeeping -------------------------------------------------------------------
+    knn_monitor: bool = False         # weighted-kNN monitor (the CIFAR demo's; official main_moco has none)
     knn_every: int = 10               # kNN monitor every N epochs (and at the end; 0 = only at the end)
     knn_k: int = 200
     knn_t: float = 0.1
@@ -72,6 +84,7 @@ class Config:
     seed: int = 0
     device: str = "auto"              # auto | cpu | cuda
     threads: int = 0                  # torch CPU threads per process (0 = torch's default)
+    dist_timeout_min: int = 60        # timeout of the process group's collectives (minutes)
     max_steps: int = 0                # stop each epoch after N steps (0 = full epochs; for tests and benchmarks)
     fail_on_nan: bool = True
     # the paper's "fail" (m = 0: "the training loss oscillates and fails to converge"): a run whose last-epoch
@@ -179,6 +192,16 @@ def validate(cfg: Config) -> Config:
         bad(f"dataset must be one of {', '.join(DATASETS)}, got '{cfg.dataset}'")
     if cfg.augment_on not in AUGMENT_ON:
         bad(f"augment_on must be one of {', '.join(AUGMENT_ON)}, got '{cfg.augment_on}'")
+    if cfg.precision not in PRECISIONS:
+        bad(f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
+    if cfg.precision == "fp16" and cfg.device == "cpu":
+        bad("precision fp16 needs CUDA (autocast on the CPU is bf16); use --precision bf16 or fp32")
+    if not 0.0 < cfg.crop_scale_min <= 1.0:
+        bad(f"crop_scale_min must be in (0, 1], got {cfg.crop_scale_min}")
+    if cfg.cos_first_epoch < 0:
+        bad(f"cos_first_epoch must be >= 0, got {cfg.cos_first_epoch}")
+    if cfg.dist_timeout_min < 1:
+        bad(f"dist_timeout_min must be >= 1, got {cfg.dist_timeout_min}")
     if cfg.lr_scaling not in ("none", "linear"):
         bad(f"lr_scaling must be 'none' or 'linear', got '{cfg.lr_scaling}'")
     if cfg.knn_feature not in ("backbone", "head"):
@@ -233,13 +256,31 @@ def load_config(preset: str | None = "imagenet", overrides: dict | None = None) 
     return validate(Config(**values))
 
 
-def config_hash(cfg: Config) -> str:
-    """12 hex digits identifying the resolved config (what determines the result)."""
+def run_identity(cfg: Config, world: int | None = None) -> dict:
+    """What determines a run's training: the config without its runtime and evaluation keys, plus the number
+    of processes (per-process batch and BN layout under ``shuffle_bn: auto``) and, for ``imagefolder``, the
+    dataset's resolved path (the folder *is* the dataset: ImageNet-1k and an ImageNet-100 folder differ)."""
+    from .distributed import planned_world_size
     d = cfg.to_dict()
-    for k in ("workers", "device", "threads", "data"):   # how/where it runs, not what it computes
+    for k in RUNTIME_KEYS + EVAL_KEYS:
         d.pop(k, None)
-    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    d["world_size"] = int(world) if world else planned_world_size()
+    if cfg.dataset == "imagefolder":
+        d["dataset_path"] = str(Path(cfg.data).expanduser().resolve()) if cfg.data else ""
+    return d
+
+
+def config_hash(cfg: Config, world: int | None = None) -> str:
+    """12 hex digits identifying the run (:func:`run_identity`): runs of another config, seed, world size or
+    ImageNet folder never share a directory. ``world`` defaults to the processes this launch will have."""
+    blob = json.dumps(run_identity(cfg, world), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def eval_settings(cfg: Config) -> dict:
+    """The evaluation keys of ``cfg`` (recorded in summary.json; a change re-evaluates, never retrains)."""
+    d = cfg.to_dict()
+    return {k: d[k] for k in EVAL_KEYS}
 
 
 def save_yaml(cfg: Config, path: Path) -> None:

@@ -1,35 +1,55 @@
 """Linear classification protocol (paper Sec. 4.1; official ``main_lincls.py``): a linear classifier on the
 frozen, eval-mode backbone of the query encoder. fc initialised N(0, 0.01), bias 0; SGD lr 30, momentum 0.9,
-weight decay 0, batch 256, 100 epochs, lr x0.1 at epochs 60 and 80; training views RandomResizedCrop + flip.
-After training, a sanity check asserts that the backbone still equals the checkpoint.
+weight decay 0, batch 256 (total over processes), 100 epochs, lr x0.1 at epochs 60 and 80. After training, a
+sanity check asserts that the backbone still equals the checkpoint.
+
+ImageFolder (ImageNet) checkpoints run the official augmented protocol: training views RandomResizedCrop
+(scale 0.08-1) + horizontal flip, validation Resize(size * 256/224) + CenterCrop, evaluated on val/ every
+epoch. ``lincls_acc1``/``lincls_acc5`` are the final epoch's (the number reported); ``lincls_best_acc1`` and
+``lincls_best_epoch`` are the official script's "best acc1" (a selection on the validation set). Several
+processes (``torchrun --nproc_per_node N -m pretrain.lincls ...`` or N srun tasks): DistributedSampler for
+training, the classifier's gradients averaged (DDP), validation sharded over the ranks with every image
+counted once. A per-epoch checkpoint ``<output stem>_checkpoint.pth`` beside the output JSON lets a killed run
+resume (automatically; removed when the result is written); per-epoch metrics go to
+``<output stem>_metrics.jsonl``.
 
 Fast path (``--cache-features``, the default for fixed-size datasets): the frozen backbone's features are
 computed once for un-augmented training images and the classifier is trained on them. This drops the
 augmentation of the linear stage (a documented deviation that makes the protocol take seconds at small scale);
-``--no-cache-features`` runs the official augmented protocol.
+``--no-cache-features`` runs the augmented protocol on the tensors. The fixed-size path runs in one process
+(under torchrun every rank computes it and rank 0's result is returned).
 
-``python -m pretrain.lincls RUN_DIR/checkpoint.pth [--epochs 100] [--lr 30] ...``
+``python -m pretrain.lincls RUN_DIR/checkpoint.pth [--data DIR] [--epochs 100] [--lr 30] ...``
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
 
 from . import data
+from . import distributed as D
 from .augment import normalize_batch, resized_crop, sample_crops
-from .checkpoint import atomic_write_json, load, query_encoder_state
+from .checkpoint import atomic_save, atomic_write_json, atomic_write_text, load, query_encoder_state
 from .config import Config, _check_keys, load_config, validate
 from .encoder import backbone_forward, build_encoder, feature_dim
 from .errors import UserError, die
-from .knn import eval_loaders, extract
+from .knn import eval_loaders
 from .schedule import step_lr
+
+LINCLS_FORMAT = "mocobench-lincls-v1"
 
 
 @dataclass
@@ -39,14 +59,15 @@ class LinclsConfig:
     lr: float = 30.0
     momentum: float = 0.9
     weight_decay: float = 0.0
-    batch_size: int = 256
+    batch_size: int = 256                   # total over all processes
     schedule: list = field(default_factory=lambda: [60, 80])
     cache_features: bool | None = None      # None: cache for fixed-size datasets
     seed: int = 0
 
 
-def load_backbone(ckpt_path: str, preset: str | None = None):
-    """(config, encoder with the checkpoint's query-encoder weights, those weights)."""
+def load_backbone(ckpt_path: str, preset: str | None = None, data_dir: str | None = None):
+    """(config, encoder with the checkpoint's query-encoder weights, those weights). ``data_dir`` replaces the
+    config's data path (the dataset may have moved since pretraining)."""
     ck = load(ckpt_path)
     if "config" in ck:
         raw = dict(ck["config"])
@@ -56,6 +77,8 @@ def load_backbone(ckpt_path: str, preset: str | None = None):
         cfg = load_config(preset)
     else:
         raise UserError(f"{ckpt_path}: no config in the checkpoint (an official MoCo checkpoint?): pass --preset")
+    if data_dir:
+        cfg = validate(dataclasses.replace(cfg, data=str(data_dir)))
     state = query_encoder_state(ck, ckpt_path)
     enc = build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans, cfg.width)
     try:
@@ -71,24 +94,128 @@ def _accuracy(logits, y):
     return ((top[:, 0] == y).float().sum().item(), (top == y[:, None]).any(1).float().sum().item())
 
 
+# -- files --------------------------------------------------------------------------------------------------
+
+def output_paths(ckpt_path, out) -> tuple[Path, Path, Path]:
+    """(result JSON, per-epoch lincls checkpoint, per-epoch metrics) - the latter two beside the JSON."""
+    o = Path(out) if out else Path(ckpt_path).parent / "lincls.json"
+    return o, o.with_name(f"{o.stem}_checkpoint.pth"), o.with_name(f"{o.stem}_metrics.jsonl")
+
+
+def check_writable(path: Path) -> None:
+    """One UserError, before any training, if ``path`` cannot be written (nothing is created here)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"output {path} is a directory; pass a file name (e.g. {path / 'lincls.json'})")
+    p = path.parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise UserError(f"cannot write {path}: {p} is not a directory")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {path}: {p} is not writable")
+
+
+def backbone_fingerprint(state: dict) -> str:
+    """sha256 of the query encoder's tensors (names, dtypes, shapes, bytes): which backbone a lincls
+    checkpoint was trained on, wherever the pretraining checkpoint file has moved."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        v = state[k].detach().cpu().contiguous()
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
+        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _sanity_check(enc: nn.Module, state: dict) -> None:
+    """Official main_lincls.py: the frozen backbone did not change."""
+    now = enc.state_dict()
+    for k, v in state.items():
+        if k.startswith("fc."):
+            continue
+        if not torch.equal(now[k].cpu(), v.cpu()):
+            raise RuntimeError(f"sanity check failed: backbone tensor {k} changed during the linear protocol")
+
+
+def _new_fc(enc: nn.Module, classes: int, dev) -> nn.Linear:
+    fc = nn.Linear(feature_dim(enc), classes).to(dev)
+    fc.weight.data.normal_(mean=0.0, std=0.01)
+    fc.bias.data.zero_()
+    return fc
+
+
+def _summary_line(res: dict) -> str:
+    s = f"linear protocol: top-1 {res['lincls_acc1']:.2f}%  top-5 {res['lincls_acc5']:.2f}%"
+    if res.get("lincls_best_acc1") is not None:
+        s += f"  (best top-1 {res['lincls_best_acc1']:.2f}% at epoch {res['lincls_best_epoch']})"
+    return s + (f"  [{res['epochs']} epochs, {res['seconds']:.0f}s, cached features: {res['cache_features']}, "
+                f"{res['checkpoint']}]")
+
+
+def _broadcast_result(res: dict) -> dict:
+    """Every rank returns rank 0's dict (timings differ per rank)."""
+    if D.world_size() == 1:
+        return res
+    obj = [res]
+    dist.broadcast_object_list(obj, src=0)
+    return obj[0]
+
+
+def _finish(res: dict, out_path: Path) -> dict:
+    res = _broadcast_result(res)
+    if D.is_main():
+        print(_summary_line(res), flush=True)           # before the write: a late write error never loses it
+        atomic_write_json(out_path, res)
+    return res
+
+
+# -- entry point ------------------------------------------------------------------------------------------
+
 def run(ckpt_path: str, lc: LinclsConfig | None = None, preset: str | None = None, out: str | None = None,
-        progress: bool = True, device: str = "cpu") -> dict:
+        progress: bool = True, device: str = "auto", data_dir: str | None = None,
+        workers: int | None = None, timeout_min: int = 60) -> dict:
+    """The linear protocol on ``ckpt_path``'s query encoder; writes the result JSON (rank 0) and returns it on
+    every rank. Launched with several processes (torchrun / srun tasks) it initialises the process group
+    (unless the caller did; a group created here is destroyed at the end), so EVERY rank must call it.
+
+    The processes meet (group rendezvous, or a barrier in the caller's group) BEFORE the checkpoint is read:
+    called right after pretraining in the same processes, no rank reads ``ckpt_path`` while rank 0 may still
+    be writing it."""
     lc = lc or LinclsConfig()
-    dev = torch.device(device)
-    torch.manual_seed(lc.seed)
-    cfg, enc, state = load_backbone(ckpt_path, preset)
+    if lc.epochs < 1 or lc.batch_size < 1 or not lc.lr > 0:
+        raise UserError("epochs and batch size must be >= 1 and lr > 0")
+    out_path, lck_path, metrics_path = output_paths(ckpt_path, out)
+    check_writable(out_path)
+    had_group = D.is_dist()
+    dev = D.init(device, timeout_min=int(timeout_min))
+    try:
+        if had_group:
+            dist.barrier()
+        torch.manual_seed(lc.seed)
+        cfg, enc, state = load_backbone(ckpt_path, preset, data_dir)
+        if workers is not None:
+            cfg = dataclasses.replace(cfg, workers=int(workers))
+        if cfg.dataset != "imagefolder":
+            return _run_fixed(ckpt_path, lc, cfg, enc, state, dev, out_path, progress)
+        if lc.cache_features:
+            raise UserError("--cache-features needs a fixed-size dataset; imagefolder runs the augmented protocol")
+        return _run_imagefolder(ckpt_path, lc, cfg, enc, state, imagefolder_sets(cfg), dev, out_path, lck_path,
+                                metrics_path, progress)
+    finally:
+        if not had_group:
+            D.cleanup()
+
+
+# -- fixed-size datasets (tensors; one process) -----------------------------------------------------------
+
+def _run_fixed(ckpt_path, lc, cfg, enc, state, dev, out_path, progress) -> dict:
     enc = enc.to(dev).eval()                               # frozen, eval-mode BN, as the official protocol
     for p in enc.parameters():
         p.requires_grad = False
     (tr_x, tr_y), (te_x, te_y) = eval_loaders(cfg)
-    fixed = isinstance(tr_x, torch.Tensor)
-    cache = lc.cache_features if lc.cache_features is not None else fixed
-    if cache and not fixed:
-        raise UserError("--cache-features needs a fixed-size dataset; imagefolder runs the augmented protocol")
+    cache = lc.cache_features if lc.cache_features is not None else True
     classes = int(max(int(tr_y.max()), int(te_y.max())) + 1)
-    fc = nn.Linear(feature_dim(enc), classes).to(dev)
-    fc.weight.data.normal_(mean=0.0, std=0.01)
-    fc.bias.data.zero_()
+    fc = _new_fc(enc, classes, dev)
     opt = torch.optim.SGD(fc.parameters(), lr=lc.lr, momentum=lc.momentum, weight_decay=lc.weight_decay)
     mean, std = data.stats(cfg)
 
@@ -102,31 +229,28 @@ def run(ckpt_path: str, lc: LinclsConfig | None = None, preset: str | None = Non
                              for b in tr_x.split(512)])
     t0 = time.time()
     g = torch.Generator().manual_seed(lc.seed)
-    for epoch in tqdm(range(lc.epochs), desc="linear protocol", disable=not progress, leave=False):
+    for epoch in tqdm(range(lc.epochs), desc="linear protocol", disable=not (progress and D.is_main()),
+                      leave=False):
         for group in opt.param_groups:
             group["lr"] = step_lr(lc.lr, epoch, lc.schedule)
-        if fixed:
-            order = torch.randperm(len(tr_y), generator=g)
-            batches = [(order[i:i + lc.batch_size]) for i in range(0, len(order), lc.batch_size)]
-            for bi in batches:
-                if cache:
-                    f = ftr[bi.to(dev)]
-                else:
-                    x = tr_x[bi].to(dev).float() / 255.0
-                    n, _, h, w = x.shape
-                    boxes = sample_crops(n, h, w, g, "cpu", scale=(0.08, 1.0)).to(dev)
-                    flip = (torch.rand(n, generator=g) < 0.5).to(dev)
-                    x = resized_crop(x, boxes, cfg.image_size, flip)
-                    m = torch.tensor(mean, device=dev).view(1, -1, 1, 1)
-                    s = torch.tensor(std, device=dev).view(1, -1, 1, 1)
-                    f = feats((x - m) / s)
-                loss = nn.functional.cross_entropy(fc(f), tr_y[bi].to(dev))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        else:
-            raise UserError("the augmented ImageNet linear protocol runs through the official main_lincls.py "
-                            "pipeline on GPUs; use a fixed-size dataset here")
+        order = torch.randperm(len(tr_y), generator=g)
+        batches = [(order[i:i + lc.batch_size]) for i in range(0, len(order), lc.batch_size)]
+        for bi in batches:
+            if cache:
+                f = ftr[bi.to(dev)]
+            else:
+                x = tr_x[bi].to(dev).float() / 255.0
+                n, _, h, w = x.shape
+                boxes = sample_crops(n, h, w, g, "cpu", scale=(0.08, 1.0)).to(dev)
+                flip = (torch.rand(n, generator=g) < 0.5).to(dev)
+                x = resized_crop(x, boxes, cfg.image_size, flip)
+                m = torch.tensor(mean, device=dev).view(1, -1, 1, 1)
+                s = torch.tensor(std, device=dev).view(1, -1, 1, 1)
+                f = feats((x - m) / s)
+            loss = nn.functional.cross_entropy(fc(f), tr_y[bi].to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
         if not torch.isfinite(loss):
             raise UserError(f"linear protocol diverged (loss {loss.item()}) at epoch {epoch + 1}")
     # evaluation
@@ -136,17 +260,178 @@ def run(ckpt_path: str, lc: LinclsConfig | None = None, preset: str | None = Non
             logits = fc(feats(normalize_batch(xb.to(dev), mean, std, cfg.image_size)))
             a, b = _accuracy(logits, yb.to(dev))
             c1, c5 = c1 + a, c5 + b
-    # sanity check (official main_lincls.py): the frozen backbone did not change
-    now = enc.state_dict()
-    for k, v in state.items():
-        if k.startswith("fc."):
-            continue
-        if not torch.equal(now[k].cpu(), v.cpu()):
-            raise RuntimeError(f"sanity check failed: backbone tensor {k} changed during the linear protocol")
+    _sanity_check(enc, state)
     res = {"lincls_acc1": 100.0 * c1 / len(te_y), "lincls_acc5": 100.0 * c5 / len(te_y), "epochs": lc.epochs,
            "lr": lc.lr, "cache_features": cache, "seconds": time.time() - t0, "checkpoint": str(ckpt_path)}
-    out_path = Path(out) if out else Path(ckpt_path).parent / "lincls.json"
-    atomic_write_json(out_path, res)
+    return _finish(res, out_path)
+
+
+# -- ImageFolder: the official augmented protocol (main_lincls.py), DDP-capable, resumable -----------------
+
+def imagefolder_sets(cfg):
+    """(train, val) labelled ImageFolder datasets with main_lincls.py's transforms."""
+    import torchvision.transforms as T
+    tr_dir, val_dir = data.imagefolder_dirs(cfg.data)
+    if not val_dir.is_dir():
+        raise UserError(f"imagefolder: the linear protocol needs {val_dir}/<class>/<image> (ImageNet layout)")
+    mean, std = data.stats(cfg)
+    train_tf = T.Compose([T.RandomResizedCrop(cfg.image_size), T.RandomHorizontalFlip(), T.ToTensor(),
+                          T.Normalize(mean, std)])
+    val_tf = T.Compose([T.Resize(int(round(cfg.image_size * 256 / 224))), T.CenterCrop(cfg.image_size),
+                        T.ToTensor(), T.Normalize(mean, std)])
+    tr = data.IndexedImageFolder(tr_dir, train_tf, with_labels=True)
+    va = data.IndexedImageFolder(val_dir, val_tf, with_labels=True)
+    if va.ds.class_to_idx != tr.ds.class_to_idx:
+        only_tr = sorted(set(tr.ds.class_to_idx) - set(va.ds.class_to_idx))
+        only_va = sorted(set(va.ds.class_to_idx) - set(tr.ds.class_to_idx))
+        raise UserError(f"imagefolder: {tr_dir} and {val_dir} have different classes (only in train: "
+                        f"{only_tr[:3]}, only in val: {only_va[:3]})")
+    return tr, va
+
+
+def loader_workers(cfg) -> int:
+    """DataLoader workers of this process: the node's ``cfg.workers`` shared by its processes, rounded up
+    (main_lincls.py), at least 1 when cfg.workers > 0."""
+    return D.workers_per_process(cfg.workers)
+
+
+def seed_for(seed: int, epoch: int, rank: int) -> int:
+    """The seed of an epoch's augmentations on a rank (the pretrainer's formula): a resumed run draws the same."""
+    return (seed * 1_000_003 + epoch * 7919 + rank * 104_729) % (2 ** 31)
+
+
+@torch.no_grad()
+def evaluate(enc: nn.Module, fc: nn.Module, val_set, batch_size: int, workers: int, dev) -> list:
+    """[top-1 correct, top-5 correct, images] over the WHOLE val set: each rank takes one contiguous slice
+    (no padding, unlike DistributedSampler) and the counts are all-reduced, so every image counts once."""
+    lo, hi = D.shard_range(len(val_set), D.rank(), D.world_size())
+    shard = torch.utils.data.Subset(val_set, range(lo, hi))
+    loader = torch.utils.data.DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers,
+                                         pin_memory=dev.type == "cuda",
+                                         worker_init_fn=data.worker_init if workers else None)
+    counts = torch.zeros(3, dtype=torch.float64, device=dev)
+    for x, y in loader:
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        a, b = _accuracy(fc(backbone_forward(enc, x)), y)
+        counts += torch.tensor([a, b, float(len(y))], dtype=torch.float64, device=dev)
+    if D.world_size() > 1:
+        dist.all_reduce(counts)
+    return counts.tolist()
+
+
+def train_epoch(enc, fc, opt, train_set, sampler, epoch: int, lc: LinclsConfig, batch: int, workers: int,
+                dev) -> list:
+    """One epoch of the classifier on augmented views; returns [loss sum, images] over all ranks."""
+    seed = seed_for(lc.seed, epoch, D.rank())
+    torch.manual_seed(seed)                              # the transforms' RNG with workers=0
+    sampler.set_epoch(epoch)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=batch, sampler=sampler, num_workers=workers,
+                                         pin_memory=dev.type == "cuda", drop_last=False,
+                                         generator=torch.Generator().manual_seed(seed),   # workers' seeds
+                                         worker_init_fn=data.worker_init if workers else None)
+    for group in opt.param_groups:
+        group["lr"] = step_lr(lc.lr, epoch, lc.schedule)
+    sums = torch.zeros(2, dtype=torch.float64, device=dev)
+    for x, y in loader:
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        with torch.no_grad():
+            f = backbone_forward(enc, x)
+        loss = nn.functional.cross_entropy(fc(f), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sums[0] += loss.detach().double() * len(y)
+        sums[1] += len(y)
+    if D.world_size() > 1:
+        dist.all_reduce(sums)
+    return sums.tolist()
+
+
+def _identity(lc: LinclsConfig, state: dict, classes: int, n_train: int, n_val: int) -> dict:
+    lcd = dataclasses.asdict(lc)
+    lcd["cache_features"] = False
+    return {"lincls_config": lcd, "backbone": backbone_fingerprint(state), "classes": classes,
+            "train_images": n_train, "val_images": n_val}
+
+
+def _resume_state(lck_path: Path, ident: dict, ckpt_path) -> dict | None:
+    if not lck_path.exists():
+        return None
+    ck = load(lck_path)
+    if ck.get("format") != LINCLS_FORMAT:
+        raise UserError(f"{lck_path}: not a linear-protocol checkpoint; delete it or choose another --output")
+    old = ck.get("identity", {})
+    diff = [k for k in ("backbone", "classes", "train_images", "val_images") if old.get(k) != ident[k]]
+    diff += [f"--{k.replace('_', '-')}" for k, v in ident["lincls_config"].items()
+             if old.get("lincls_config", {}).get(k) != v]
+    if diff:
+        what = ", ".join("backbone weights" if d == "backbone" else d for d in diff)
+        raise UserError(f"{lck_path} is from another linear protocol run ({what} differ from {ckpt_path}); "
+                        f"delete it to start over or choose another --output")
+    return ck
+
+
+def _run_imagefolder(ckpt_path, lc, cfg, enc, state, sets, dev, out_path, lck_path, metrics_path,
+                     progress) -> dict:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    train_set, val_set = sets
+    world, rank = D.world_size(), D.rank()
+    if lc.batch_size % world:
+        raise UserError(f"linear protocol batch size {lc.batch_size} is not divisible by the {world} processes")
+    batch, workers = lc.batch_size // world, loader_workers(cfg)
+    enc = enc.to(dev).eval()                               # frozen, eval-mode BN (running stats unchanged)
+    for p in enc.parameters():
+        p.requires_grad = False
+    classes = len(train_set.ds.classes)
+    fc = _new_fc(enc, classes, dev)
+    opt = torch.optim.SGD(fc.parameters(), lr=lc.lr, momentum=lc.momentum, weight_decay=lc.weight_decay)
+    ident = _identity(lc, state, classes, len(train_set), len(val_set))
+    start, best1, best_epoch, history, seconds = 0, -math.inf, 0, [], 0.0
+    ck = _resume_state(lck_path, ident, ckpt_path)
+    if ck is not None:
+        fc.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        start, best1, best_epoch = int(ck["epoch"]), float(ck["best_acc1"]), int(ck["best_epoch"])
+        history, seconds = list(ck["history"]), float(ck["seconds"])
+    net = (DDP(fc, device_ids=[dev] if dev.type == "cuda" else None) if world > 1 else fc)
+    sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
+                                                  seed=lc.seed, drop_last=False)
+    bar = tqdm(range(start, lc.epochs), desc="linear protocol", disable=not (progress and D.is_main()),
+               initial=start, total=lc.epochs, dynamic_ncols=True, leave=False)
+    for epoch in bar:
+        t0 = time.time()
+        loss_sum, n_train = train_epoch(enc, net, opt, train_set, sampler, epoch, lc, batch, workers, dev)
+        loss = loss_sum / max(n_train, 1.0)
+        if not math.isfinite(loss):
+            raise UserError(f"linear protocol diverged (loss {loss}) at epoch {epoch + 1}")
+        c1, c5, n_val = evaluate(enc, fc, val_set, batch, workers, dev)
+        acc1, acc5 = 100.0 * c1 / n_val, 100.0 * c5 / n_val
+        if epoch == start:
+            _sanity_check(enc, state)                  # as main_lincls.py, after the first epoch
+        if acc1 > best1:
+            best1, best_epoch = acc1, epoch + 1
+        seconds += time.time() - t0
+        history.append({"epoch": epoch + 1, "lr": step_lr(lc.lr, epoch, lc.schedule), "loss": loss,
+                        "val_acc1": acc1, "val_acc5": acc5, "val_images": int(n_val),
+                        "seconds": time.time() - t0})
+        bar.set_postfix(loss=f"{loss:.3f}", acc1=f"{acc1:.2f}", refresh=False)
+        if D.is_main():
+            atomic_save({"format": LINCLS_FORMAT, "epoch": epoch + 1, "state_dict": fc.state_dict(),
+                         "optimizer": opt.state_dict(), "best_acc1": best1, "best_epoch": best_epoch,
+                         "history": history, "seconds": seconds, "identity": ident,
+                         "backbone_checkpoint": str(ckpt_path)}, lck_path)
+            atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+    bar.close()
+    _sanity_check(enc, state)                          # after training
+    last = history[-1]
+    res = {"lincls_acc1": last["val_acc1"], "lincls_acc5": last["val_acc5"], "lincls_best_acc1": best1,
+           "lincls_best_epoch": best_epoch, "epochs": lc.epochs, "lr": lc.lr, "cache_features": False,
+           "seconds": seconds, "checkpoint": str(ckpt_path), "protocol": "main_lincls (augmented, ImageFolder)",
+           "batch_size": lc.batch_size, "world_size": world, "classes": classes, "train_images": len(train_set),
+           "val_images": last["val_images"], "resumed_at_epoch": start, "data": cfg.data}
+    res = _finish(res, out_path)
+    if D.is_main():
+        lck_path.unlink(missing_ok=True)
     return res
 
 
@@ -159,22 +444,30 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="total over all processes")
     p.add_argument("--schedule", type=int, nargs="+", default=d.schedule)
     p.add_argument("--cache-features", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--preset", default=None, help="architecture/data preset for an official MoCo checkpoint")
+    p.add_argument("--data", default=None, help="dataset root (default: the checkpoint config's data path)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader workers per node (default: the checkpoint config's)")
     p.add_argument("--output", default=None, help="result JSON (default: lincls.json beside the checkpoint)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: cuda if available, else cpu")
+    p.add_argument("--dist-timeout-min", type=int, default=60, help="timeout of the process group's collectives")
     a = p.parse_args(argv)
-    lc = LinclsConfig(a.epochs, a.lr, a.momentum, a.weight_decay, a.batch_size, a.schedule, a.cache_features)
+    lc = LinclsConfig(a.epochs, a.lr, a.momentum, a.weight_decay, a.batch_size, a.schedule, a.cache_features,
+                      a.seed)
     try:
-        if lc.epochs < 1 or lc.batch_size < 1 or not lc.lr > 0:
-            raise UserError("epochs and batch size must be >= 1 and lr > 0")
-        res = run(a.checkpoint, lc, a.preset, a.output, device=a.device)
+        if a.workers is not None and a.workers < 0:
+            raise UserError("--workers must be >= 0")
+        if a.dist_timeout_min < 1:
+            raise UserError("--dist-timeout-min must be >= 1")
+        run(a.checkpoint, lc, a.preset, a.output, device=a.device, data_dir=a.data, workers=a.workers,
+            timeout_min=a.dist_timeout_min)
     except UserError as e:
         die(e)
-    print(f"linear protocol: top-1 {res['lincls_acc1']:.2f}%  top-5 {res['lincls_acc5']:.2f}%  "
-          f"({res['epochs']} epochs, {res['seconds']:.0f}s, cached features: {res['cache_features']})")
     return 0
 
 

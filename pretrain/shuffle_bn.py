@@ -97,6 +97,10 @@ def _replace_bn(module: nn.Module, make) -> nn.Module:
 def resolve_mode(mode: str, world: int) -> str:
     if mode == "auto":
         return "ddp" if world > 1 else "split"
+    if mode == "split" and world > 1:
+        raise UserError(f"shuffle_bn=split shuffles the key batch inside one process, but with {world} processes "
+                        f"BN is per process and a shuffle inside it changes nothing (no shuffle at all): use "
+                        f"shuffle_bn=ddp (the paper's Shuffling BN across processes) or auto")
     if mode == "ddp" and world == 1:
         raise UserError("shuffle_bn=ddp needs several processes (launch with torchrun or as SLURM tasks); "
                         "in one process use split")

@@ -27,10 +27,10 @@ from tqdm import tqdm
 from . import data
 from . import distributed as D
 from .augment import BatchedAugment, TwoCrops, pil_transform
-from .builder import accuracy, build_model, info_nce
+from .builder import accuracy_t, build_model, info_nce
 from .checkpoint import (FORMAT, atomic_save, atomic_write_json, atomic_write_text, load, rng_state,
                          set_rng_state)
-from .config import Config, config_hash, save_yaml
+from .config import EVAL_KEYS, RUNTIME_KEYS, Config, config_hash, eval_settings, save_yaml
 from .encoder import build_encoder
 from .errors import Diverged, UserError
 from .knn import eval_loaders, knn_accuracy
@@ -67,10 +67,16 @@ class Trainer:
 
     def __init__(self, cfg: Config, run_dir: Path, progress: bool = True):
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
-        self.device = D.init(cfg.device)
+        self.device = D.init(cfg.device, cfg.dist_timeout_min)
         self.world, self.rank = D.world_size(), D.rank()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True          # as the official main_moco.py
+        elif cfg.precision == "fp16":
+            raise UserError("precision fp16 needs CUDA (autocast on the CPU is bf16); use --precision bf16 or fp32")
+        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         seed_all(cfg.seed, 0, self.rank)
         if cfg.batch_size % self.world:
             raise UserError(f"batch_size {cfg.batch_size} is not divisible by the {self.world} processes")
@@ -86,13 +92,17 @@ class Trainer:
         self._build_data()
         enc = build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans, cfg.width)
         enc = convert_bn(enc, self.mode, cfg.bn_splits, self.world, self.device)
-        self.model = build_model(cfg, enc, self.num_images, self.mode).to(self.device)
+        enc = enc.to(memory_format=self.memory_format)
+        self.model = build_model(cfg, enc, self.num_images, self.mode, self.amp_dtype).to(self.device)
         self.net = (DDP(self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
                         broadcast_buffers=False) if self.world > 1 else self.model)
         self.optimizer = torch.optim.SGD([p for p in self.model.parameters() if p.requires_grad],
                                          lr=cfg.effective_lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
+        # fp16 needs loss scaling; bf16 has fp32's exponent range and needs none
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
         self.start_epoch, self.history = 0, []
+        self.t0, self.wall_before = time.time(), 0.0     # wall_s of an epoch = time before this launch + since t0
 
     # -- data ---------------------------------------------------------------------------------------------
     def _build_data(self) -> None:
@@ -100,15 +110,16 @@ class Trainer:
         mean, std = data.stats(cfg)
         if cfg.dataset == "imagefolder":
             train_dir, _ = data.imagefolder_dirs(cfg.data)
-            self.train_set = data.IndexedImageFolder(train_dir, TwoCrops(pil_transform(cfg.image_size, cfg.aug_plus,
-                                                                                         mean, std)))
+            self.train_set = data.IndexedImageFolder(train_dir, TwoCrops(pil_transform(
+                cfg.image_size, cfg.aug_plus, mean, std, crop_scale=(cfg.crop_scale_min, 1.0), blur=cfg.blur)))
             self.batched_aug = None
         else:
             split = data.pretrain_split(cfg)
             batched = cfg.augment_on == "batched"
-            tf = None if batched else TwoCrops(pil_transform(cfg.image_size, cfg.aug_plus, mean, std))
+            crop = dict(crop_scale=(cfg.crop_scale_min, 1.0), blur=cfg.blur)
+            tf = None if batched else TwoCrops(pil_transform(cfg.image_size, cfg.aug_plus, mean, std, **crop))
             self.train_set = data.TensorImages(split, tf)
-            self.batched_aug = BatchedAugment(cfg.image_size, cfg.aug_plus, mean, std) if batched else None
+            self.batched_aug = BatchedAugment(cfg.image_size, cfg.aug_plus, mean, std, **crop) if batched else None
         self.num_images = len(self.train_set)
         if self.num_images < cfg.batch_size:
             raise UserError(f"batch_size {cfg.batch_size} is larger than the {self.num_images} training images")
@@ -119,7 +130,7 @@ class Trainer:
     def loader(self, epoch: int):
         self.sampler.set_epoch(epoch)
         g = torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch)
-        workers = self.cfg.workers
+        workers = D.workers_per_process(self.cfg.workers)
         return torch.utils.data.DataLoader(
             self.train_set, batch_size=self.batch, sampler=self.sampler, num_workers=workers, drop_last=True,
             pin_memory=self.device.type == "cuda", worker_init_fn=data.worker_init if workers else None,
@@ -134,23 +145,32 @@ class Trainer:
         if not D.is_main():
             return
         atomic_save({"format": FORMAT, "arch": self.cfg.arch, "config": self.cfg.to_dict(), "epoch": epoch,
-                     "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "world_size": self.world, "state_dict": self.model.state_dict(),
+                     "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                      "rng": rng_state(), "history": self.history}, self.ckpt_path)
         atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
 
     def resume(self) -> None:
         if not self.ckpt_path.exists():
             return
-        ck = load(self.ckpt_path, map_location=self.device)
+        # on the CPU whatever the training device: RNG states must stay CPU ByteTensors (torch.set_rng_state
+        # refuses a CUDA tensor); load_state_dict copies weights and optimizer state to the parameters' device
+        ck = load(self.ckpt_path, map_location="cpu")
         old, new = dict(ck.get("config", {})), self.cfg.to_dict()
-        diff = [k for k in new if k not in ("workers", "device", "threads", "data", "epochs", "knn_every")
-                and old.get(k) != new[k]]
+        skip = set(RUNTIME_KEYS) | set(EVAL_KEYS) | {"epochs"}
+        diff = [k for k in new if k not in skip and k in old and old.get(k) != new[k]]
+        diff += [k for k in new if k not in skip and k not in old and new[k] != getattr(Config(), k)]
+        if ck.get("world_size") is not None and int(ck["world_size"]) != self.world:
+            diff.append(f"world size {ck['world_size']} -> {self.world}")
         if diff:
             raise UserError(f"{self.ckpt_path} was written with another config ({', '.join(diff)} differ); "
                             f"use a new --output directory")
         self.model.load_state_dict(ck["state_dict"])
         self.optimizer.load_state_dict(ck["optimizer"])
+        if "scaler" in ck:
+            self.scaler.load_state_dict(ck["scaler"])
         self.start_epoch, self.history = int(ck["epoch"]), list(ck.get("history", []))
+        self.wall_before = float(self.history[-1].get("wall_s", 0.0)) if self.history else 0.0
         set_rng_state(ck["rng"])
 
     # -- training -----------------------------------------------------------------------------------------
@@ -163,6 +183,7 @@ class Trainer:
             group["lr"] = lr
         self.net.train()
         sums = torch.zeros(4, dtype=torch.float64)         # loss, acc1, acc5, steps
+        mf = self.memory_format
         images, t_step, t0 = 0, 0.0, time.perf_counter()
         steps = len(self.sampler) // self.batch
         if cfg.max_steps:
@@ -176,29 +197,31 @@ class Trainer:
             idx = idx.to(dev, non_blocking=True)
             if self.batched_aug is not None:
                 x = x.to(dev, non_blocking=True)
-                im_q = self.batched_aug(x, g)
-                im_k = self.batched_aug(x, g) if self.model.uses_key_view else None
+                im_q = self.batched_aug(x, g).contiguous(memory_format=mf)
+                im_k = self.batched_aug(x, g).contiguous(memory_format=mf) if self.model.uses_key_view else None
             else:
-                im_q = x[0].to(dev, non_blocking=True)
-                im_k = x[1].to(dev, non_blocking=True) if self.model.uses_key_view else None
+                im_q = x[0].to(dev, non_blocking=True).contiguous(memory_format=mf)
+                im_k = (x[1].to(dev, non_blocking=True).contiguous(memory_format=mf)
+                        if self.model.uses_key_view else None)
             logits, labels = self.net(im_q, im_k, idx)
-            loss = info_nce(logits, labels)
-            lval = loss.detach().clone()
+            loss = info_nce(logits, labels)                    # fp32: logits are fp32 under any precision
+            stats = torch.cat([loss.detach().view(1), accuracy_t(logits, labels)])
             if self.world > 1:
-                torch.distributed.all_reduce(lval)
-                lval /= self.world
-            if cfg.fail_on_nan and not torch.isfinite(lval):
+                torch.distributed.all_reduce(stats)
+                stats /= self.world
+            lval, acc1, acc5 = stats.tolist()                  # the step's one host sync
+            if cfg.fail_on_nan and not math.isfinite(lval):
                 bar.close()
-                raise Diverged(f"loss is {lval.item()} at epoch {epoch + 1}, step {step + 1}")
+                raise Diverged(f"loss is {lval} at epoch {epoch + 1}, step {step + 1}")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            acc1, acc5 = accuracy(logits, labels)
-            sums += torch.tensor([lval.item(), acc1, acc5, 1.0], dtype=torch.float64)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            sums += torch.tensor([lval, acc1, acc5, 1.0], dtype=torch.float64)
             images += im_q.shape[0] * self.world
             t_step += time.perf_counter() - ts
             bar.update(1)
-            bar.set_postfix(loss=f"{lval.item():.3f}", acc1=f"{acc1:.1f}", refresh=False)
+            bar.set_postfix(loss=f"{lval:.3f}", acc1=f"{acc1:.1f}", refresh=False)
         bar.close()
         seconds = time.perf_counter() - t0
         if self.world > 1:
@@ -210,17 +233,11 @@ class Trainer:
                 "pretext_acc5": sums[2].item() / n, "lr": lr, "images_per_s": images / max(seconds, 1e-9),
                 "step_time_s": t_step / n, "seconds": seconds, "peak_mem_mb": peak_mem_mb(dev)}
 
-    def knn(self) -> float | None:
-        acc = None
-        if D.is_main():
-            if self.eval_sets is None:
-                self.eval_sets = eval_loaders(self.cfg)
-            acc = knn_accuracy(self.model.encoder_q, self.cfg, self.device, self.eval_sets)
-        if self.world > 1:
-            t = torch.tensor([acc if acc is not None else 0.0], device=self.device)
-            torch.distributed.broadcast(t, 0)
-            acc = t.item()
-        return acc
+    def knn(self) -> float:
+        """kNN accuracy of the query encoder, computed by all processes together (each its shard)."""
+        if self.eval_sets is None:
+            self.eval_sets = eval_loaders(self.cfg)
+        return knn_accuracy(self.model.encoder_q, self.cfg, self.device, self.eval_sets)
 
     def fit(self) -> dict:
         cfg = self.cfg
@@ -229,10 +246,11 @@ class Trainer:
             rec = self.train_epoch(epoch)
             rec["mem_before_train_mb"] = mem_before
             last = epoch + 1 == cfg.epochs
-            if last or (cfg.knn_every and (epoch + 1) % cfg.knn_every == 0):
+            if cfg.knn_monitor and (last or (cfg.knn_every and (epoch + 1) % cfg.knn_every == 0)):
                 t = time.perf_counter()
                 rec["knn_acc"] = self.knn()
                 rec["knn_seconds"] = time.perf_counter() - t
+            rec["wall_s"] = self.wall_before + time.time() - self.t0     # in the checkpoint: kept on resume
             self.history.append(rec)
             self.save(epoch + 1)
         return self.history[-1] if self.history else {}
@@ -256,62 +274,94 @@ def chance_loss(cfg: Config) -> float:
     return math.log(1 + negatives)
 
 
-def summarize(cfg: Config, history: list, status: str, reason: str, wall_s: float, device) -> dict:
+def summarize(cfg: Config, history: list, status: str, reason: str, wall_s: float, device, world: int) -> dict:
     last = history[-1] if history else {}
     knn = [r["knn_acc"] for r in history if r.get("knn_acc") is not None]
     return {
-        "status": status, "reason": reason, "run_id": config_hash(cfg), "epochs_done": len(history),
-        "loss": last.get("loss"), "chance_loss": chance_loss(cfg), "pretext_acc1": last.get("pretext_acc1"), "pretext_acc5": last.get("pretext_acc5"),
+        "status": status, "reason": reason, "run_id": config_hash(cfg, world), "world_size": world,
+        "eval": eval_settings(cfg), "epochs_done": len(history),
+        "loss": last.get("loss"), "chance_loss": chance_loss(cfg), "pretext_acc1": last.get("pretext_acc1"),
+        "pretext_acc5": last.get("pretext_acc5"),
         "knn_acc": knn[-1] if knn else None,
         "wall_s": wall_s,
         "images_per_s": float(np.mean([r["images_per_s"] for r in history])) if history else None,
         "step_time_s": float(np.mean([r["step_time_s"] for r in history])) if history else None,
         "peak_mem_mb": max([r["peak_mem_mb"] for r in history], default=peak_mem_mb(device)),
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
+        platform.processor() or platform.machine(),
         "host": socket.gethostname(), "git_sha": git_sha(), "torch": torch.__version__,
         "python": platform.python_version(), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
+def _read_summary(path: Path) -> dict | None:
+    try:
+        s = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: unreadable summary ({' '.join(str(e).split())[:120]}); move it away to "
+                        f"re-run the evaluation from the checkpoint") from None
+    return s if isinstance(s, dict) else None
+
+
 def run(cfg: Config, run_dir, resume: bool = True, progress: bool = True) -> dict:
     """Train ``cfg`` into ``run_dir`` (resuming from its checkpoint) and return the summary.
 
-    A finished run is not trained again (its summary is returned). A non-finite loss ends the run with
-    status ``failed`` and the reason, as the paper's "fail" (m = 0): a result, not a crash.
+    A finished run is not trained again (its summary is returned); if only its evaluation settings changed
+    (kNN monitor, the fail criterion) it is re-evaluated from its checkpoint. A non-finite loss ends the run
+    with status ``failed`` and the reason, as the paper's "fail" (m = 0): a result, not a crash.
     """
     run_dir = Path(run_dir)
     summary_path = run_dir / "summary.json"
-    if resume and summary_path.exists():
-        done = json.loads(summary_path.read_text())
-        if done.get("run_id") == config_hash(cfg) and done.get("status") in ("done", "failed"):
-            return done
+    world = D.planned_world_size()
+    rid = config_hash(cfg, world)
+    finished = None
+    if resume:
+        prev = _read_summary(summary_path)
+        if prev and prev.get("run_id") == rid and prev.get("status") in ("done", "failed"):
+            if prev.get("eval") == eval_settings(cfg) or "diverged" in str(prev.get("reason", "")):
+                return prev
+            finished = prev                          # same training, other evaluation: re-evaluate
     if not resume and (run_dir / "checkpoint.pth").exists():
         raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --output")
     t0 = time.time()
     trainer = Trainer(cfg, run_dir, progress)
     try:
+        if resume:
+            trainer.resume()
         if D.is_main():
             run_dir.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, run_dir / "config.yaml")
-        if resume:
-            trainer.resume()
-        wall_before = float(trainer.history[-1].get("wall_s", 0.0)) if trainer.history else 0.0
+        trainer.t0 = t0
         status, reason = "done", ""
         try:
-            trainer.fit()
+            if finished is not None and trainer.start_epoch >= cfg.epochs and trainer.history:
+                rec = trainer.history[-1]
+                rec.pop("knn_acc", None)
+                if cfg.knn_monitor:
+                    t = time.perf_counter()
+                    rec["knn_acc"], rec["knn_seconds"] = trainer.knn(), time.perf_counter() - t
+            else:
+                trainer.fit()
         except Diverged as e:
             status, reason = "failed", f"diverged: {e}"
         if status == "done":
             reason = not_converged(cfg, trainer.history)
             status = "failed" if reason else status
-        wall = wall_before + time.time() - t0
-        if trainer.history:
-            trainer.history[-1]["wall_s"] = wall
-        summary = summarize(cfg, trainer.history, status, reason, wall, trainer.device)
+        # the time of the finished epochs (their kNN included); a diverged run also counts its last, partial one
+        wall = (trainer.history[-1]["wall_s"] if trainer.history and not reason.startswith("diverged")
+                else trainer.wall_before + time.time() - t0)
+        summary = summarize(cfg, trainer.history, status, reason, wall, trainer.device, trainer.world)
         if D.is_main():
+            if finished is not None:
+                trainer.save(len(trainer.history))           # the checkpoint's history gets the new kNN
             atomic_write_json(summary_path, summary)
             if status == "failed":
                 atomic_write_text(run_dir / "metrics.jsonl",
                                   "".join(json.dumps(r) + "\n" for r in trainer.history))
+        if D.is_dist():
+            torch.distributed.barrier()                   # no rank runs ahead of rank 0's last writes
         return summary
     finally:
         D.cleanup()

@@ -114,3 +114,15 @@ def reference_step(mechanism, batch, init_state, K):
     loss.backward()
     opt.step()
     return {"loss": loss.detach(), "state": model.state_dict()}
+
+
+def knn_sharded(rank, world, out, over):
+    """kNN accuracy computed by ``world`` processes together (each its shard of the bank and the test set)."""
+    from pretrain.config import load_config
+    from pretrain.encoder import build_encoder
+    from pretrain.knn import knn_accuracy
+    cfg = load_config("tiny", over)
+    torch.manual_seed(0)
+    enc = build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans, cfg.width)
+    acc = knn_accuracy(enc, cfg, torch.device("cpu"))
+    torch.save(acc, f"{out}.{rank}")

@@ -39,7 +39,7 @@ def executor(request):
 
 def _launch(grid_file, tmp_path, kind, params, results_path):
     """plan -> record -> submit, with a fresh submitit folder (SLURM job ids restart with the cluster)."""
-    grid, planned = L.plan(str(grid_file), "tiny", tmp_path / "runs")
+    grid, planned = L.plan(str(grid_file), "tiny", tmp_path / "runs", world=L.launch_world(params))
     L.record_existing(grid, "tiny", planned, results_path)
     folder = tmp_path / "submitit" / f"{kind}-{time.monotonic_ns()}"
     sub = L.submit(grid, "tiny", planned, kind, params, folder / "%j" if kind == "slurm" else folder,
@@ -116,7 +116,9 @@ def test_array_with_a_failing_run_then_rerun_submits_nothing(executor, tmp_path)
     res = tmp_path / "results.csv"
     gfile = write_grid(tmp_path / "g.yaml", f"t_array_{kind}",
                        [{"moco_m": [0.9, 0.99]}, {"moco_m": 0.99, "lr": 1.0e30},   # lr 1e30: the loss diverges
-                        {"moco_m": 0.9, "fail_loss_frac": 0.01}],     # loss >= 1 % of chance: "did not converge"
+                        # loss >= 1 % of chance: "did not converge" (seed 1: a fail criterion alone does not
+                        # make another training run, and a grid refuses two cells that train the same run)
+                        {"moco_m": 0.9, "fail_loss_frac": 0.01, "seed": 1}],
                        evals=("knn", "lincls"))
     grid, planned, sub = _launch(gfile, tmp_path, kind, params, res)
     assert len(sub) == 4
@@ -205,7 +207,8 @@ def test_two_task_ddp_job_with_ddp_shuffle_bn(executor, tmp_path):
 
 
 def test_job_refuses_a_run_whose_config_changed_since_submission(tmp_path):
-    """The code or a preset edited between submission and start: the job records why, trains nothing."""
+    """The code or a preset edited between submission and start: the job records why, trains nothing, and
+    the row is an error (no result), which the next plan retries."""
     from ablations.job import GridJob
     res = tmp_path / "results.csv"
     gfile = write_grid(tmp_path / "g.yaml", "t_changed", [{"moco_m": 0.9}])
@@ -214,6 +217,7 @@ def test_job_refuses_a_run_whose_config_changed_since_submission(tmp_path):
     job = GridJob(grid["name"], "tiny", p.spec.overrides, str(p.run_dir), ["knn"], str(res), "sha", "0" * 12)
     ex = L.make_executor("debug", tmp_path / "submitit", {})
     row = ex.submit(job).result()
-    assert row["status"] == "failed" and "config changed since submission" in row["reason"]
+    assert row["status"] == "error" and row["error_kind"] == "config_changed"
+    assert "config changed since submission" in row["reason"]
     assert row["run_id"] == "0" * 12 and not (p.run_dir / "checkpoint.pth").exists()
-    assert results.read(res).set_index("run_id").loc["0" * 12, "status"] == "failed"
+    assert results.read(res).set_index("run_id").loc["0" * 12, "status"] == "error"

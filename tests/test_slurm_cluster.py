@@ -81,3 +81,28 @@ def test_down_is_idempotent_and_status_says_not_up(tmp_path):
     assert r.returncode == 1 and "not configured" in r.stderr
     r = subprocess.run(["bash", str(CLUSTER_SH), "bogus"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+@pytest.mark.slurm
+def test_pretrain_in_a_two_task_allocation_alone_in_the_script_and_as_a_group_under_srun(slurm_cluster, tmp_path):
+    """`python -m pretrain` in the batch script of `sbatch --ntasks 2` is one process (it used to wait for a
+    peer forever); the same command under `srun` is a 2-process group (shuffle_bn auto -> ddp)."""
+    repo = Path(__file__).resolve().parent.parent
+    fast = ("--dataset synthetic --in-chans 3 --width 8 --batch-size 32 --moco-k 64 --max-steps 2 --epochs 1 "
+            "--subset 64 --knn-subset 64 --threads 1 --workers 0 --no-progress")
+    cmd = f"{sys.executable} -m pretrain --preset tiny {fast}"
+    script = tmp_path / "job.sh"
+    script.write_text(f"#!/bin/bash\ncd {repo}\nexport PYTHONPATH={repo}\n"
+                      f"{cmd} --output {tmp_path / 'alone'} || exit 1\n"
+                      f"srun --kill-on-bad-exit=1 {cmd} --output {tmp_path / 'group'} || exit 2\n")
+    jid = sh("sbatch", "--parsable", "-n", "2", "-c", "1", "-t", "5", "-o", str(tmp_path / "job.out"),
+             str(script)).strip()
+    wait_until(lambda: sacct_state(jid) in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), 240,
+               f"job {jid} to end")
+    log = (tmp_path / "job.out").read_text() if (tmp_path / "job.out").exists() else ""
+    assert sacct_state(jid) == "COMPLETED", log[-3000:]
+    import json
+    alone = json.loads((tmp_path / "alone" / "summary.json").read_text())
+    group = json.loads((tmp_path / "group" / "summary.json").read_text())
+    assert alone["status"] == group["status"] == "done"
+    assert alone["world_size"] == 1 and group["world_size"] == 2 and alone["run_id"] != group["run_id"]

@@ -64,10 +64,12 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("mechanism,shuffle", [("moco", "ddp"), ("end_to_end", "ddp"), ("memory_bank", "ddp"),
-                                               ("moco", "sync")])
-def test_two_process_gloo_run_completes(mechanism, shuffle, tmp_path, env):
-    over = synthetic_overrides(mechanism=mechanism, shuffle_bn=shuffle, epochs=2, max_steps=3)
+@pytest.mark.parametrize("mechanism,shuffle,precision", [("moco", "ddp", "fp32"), ("end_to_end", "ddp", "fp32"),
+                                                         ("memory_bank", "ddp", "fp32"), ("moco", "sync", "fp32"),
+                                                         ("moco", "sync", "bf16"), ("moco", "ddp", "bf16")])
+def test_two_process_gloo_run_completes(mechanism, shuffle, precision, tmp_path, env):
+    over = synthetic_overrides(mechanism=mechanism, shuffle_bn=shuffle, epochs=2, max_steps=3,
+                               precision=precision, channels_last=precision == "bf16")
     over.pop("moco_k") if mechanism == "end_to_end" else None
     cmd = [PY, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            "-m", "pretrain", "--preset", "tiny", *args_of(over), "--output", str(tmp_path), "--no-progress"]
