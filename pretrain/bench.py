@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from . import data
 from .augment import BatchedAugment, TwoCrops, pil_transform
-from .builder import build_model, info_nce
+from .builder import autocast_dtype, build_model, info_nce
 from .config import add_config_args, load_config, overrides_from_args
 from .encoder import build_encoder
 from .errors import UserError, die
@@ -80,10 +80,6 @@ def bench_augment(cfg, split, steps: int, device) -> dict:
     return out
 
 
-def _amp(precision: str):
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
 def bench_step(cfg, split, steps: int, device, precision: str | None = None,
                channels_last: bool | None = None) -> tuple[dict, float]:
     """Time split of the real training step (one process): the batched augmentation, the mechanism module's
@@ -98,7 +94,7 @@ def bench_step(cfg, split, steps: int, device, precision: str | None = None,
     torch.manual_seed(0)
     enc = convert_bn(build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans, cfg.width),
                      mode, cfg.bn_splits, 1, device).to(memory_format=mf)
-    model = build_model(cfg, enc, len(split), mode, _amp(precision)).to(device)
+    model = build_model(cfg, enc, len(split), mode, autocast_dtype(precision)).to(device)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.effective_lr,
                           momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")

@@ -34,6 +34,14 @@ def register(name: str):
     return deco
 
 
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a ``precision`` config value (None = fp32, no autocast)."""
+    return AUTOCAST_DTYPES[precision]
+
+
 def info_nce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """InfoNCE (paper Eq. 1) = cross-entropy of the (K+1)-way softmax with the positive as the label."""
     return F.cross_entropy(logits, labels)

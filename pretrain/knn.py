@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from . import data
 from . import distributed as D
 from .augment import normalize_batch
+from .builder import autocast_dtype
 from .encoder import backbone_forward, feature_dim
 from .errors import UserError
 
@@ -21,10 +22,6 @@ def feature_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
-def amp_dtype(cfg) -> torch.dtype | None:
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[getattr(cfg, "precision", "fp32")]
-
-
 @torch.no_grad()
 def extract(encoder, images, cfg, device, feature: str = "backbone", batch_size: int = 512) -> torch.Tensor:
     """Normalised features of every image: a uint8 tensor (N, C, H, W) or a DataLoader of (image, label).
@@ -32,7 +29,7 @@ def extract(encoder, images, cfg, device, feature: str = "backbone", batch_size:
     was_training = encoder.training
     encoder.eval()
     mean, std = data.stats(cfg)
-    amp = amp_dtype(cfg)
+    amp = autocast_dtype(getattr(cfg, "precision", "fp32"))
     mf = torch.channels_last if getattr(cfg, "channels_last", False) else torch.contiguous_format
     feats = []
     batches = (images.split(batch_size) if isinstance(images, torch.Tensor) else (x for x, _ in images))

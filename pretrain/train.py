@@ -27,7 +27,7 @@ from tqdm import tqdm
 from . import data
 from . import distributed as D
 from .augment import BatchedAugment, TwoCrops, pil_transform
-from .builder import accuracy_t, build_model, info_nce
+from .builder import accuracy_t, autocast_dtype, build_model, info_nce
 from .checkpoint import (FORMAT, atomic_save, atomic_write_json, atomic_write_text, load, rng_state,
                          set_rng_state)
 from .config import EVAL_KEYS, RUNTIME_KEYS, Config, config_hash, eval_settings, save_yaml
@@ -75,7 +75,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True          # as the official main_moco.py
         elif cfg.precision == "fp16":
             raise UserError("precision fp16 needs CUDA (autocast on the CPU is bf16); use --precision bf16 or fp32")
-        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+        self.amp_dtype = autocast_dtype(cfg.precision)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         seed_all(cfg.seed, 0, self.rank)
         if cfg.batch_size % self.world:
