@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 PRESET ?= tiny
 EXECUTOR ?= local
 ABLATIONS_ARGS ?=
+# seeds per grid cell (empty: the grid's / the preset's default, tiny 5, cifar10 3, others 1); SEEDS=1: quick run
+SEEDS ?=
+SEEDS_ARG = $(if $(SEEDS),--seeds $(SEEDS))
 PYTEST_ARGS ?=
 
 .PHONY: setup data test bench gpu-check reproduce-table report slurm-up slurm-down setup-transfer setup-browser clean-runs
@@ -42,13 +45,15 @@ bench: $(VENV)/.installed
 gpu-check: $(VENV)/.installed
 	PYTHON=$(PY) bash scripts/gpu_check.sh $(OUT)
 
-# the paper's ablation grids at PRESET scale, then the report. Locally at tiny scale two runs at a time with one
+# the paper's ablation grids at PRESET scale (SEEDS seeds per cell), the baselines (random init, raw pixels), then
+# the report. Locally at tiny scale two runs at a time with one
 # torch thread each (on 2 cores ~1.2x the throughput of one run with two threads; threads are not in the config hash)
 LOCAL_ARGS ?= $(if $(filter tiny,$(PRESET)),--parallel 2 --set threads=1)
 reproduce-table: $(VENV)/.installed
 	@if [ -z "$$SLURM_CONF" ] && [ -f .slurm/env ]; then . ./.slurm/env; fi; \
-	$(PY) -m ablations run all --preset $(PRESET) --executor $(EXECUTOR) \
+	$(PY) -m ablations run all --preset $(PRESET) --executor $(EXECUTOR) $(SEEDS_ARG) \
 	  $(if $(filter local,$(EXECUTOR)),$(LOCAL_ARGS)) $(ABLATIONS_ARGS)
+	$(PY) -m ablations baselines --preset $(PRESET) $(SEEDS_ARG)
 	$(MAKE) report
 
 report: $(VENV)/.installed

@@ -1,10 +1,16 @@
 """``python -m ablations``: run the papers' ablation grids with submitit, and follow them.
 
-  python -m ablations run GRID --preset tiny --executor local|slurm|debug|auto [--dry-run]
+  python -m ablations run GRID --preset tiny --executor local|slurm|debug|auto [--dry-run] [--seeds N]
          [--partition P --gpus-per-node G --cpus-per-task C --time MIN --mem-gb M --constraint C
           --account A --qos Q --array-parallelism N | --profile FILE.yaml] [--set KEY=VALUE ...]
-  python -m ablations status GRID --preset tiny
+  python -m ablations status GRID --preset tiny [--seeds N]
+  python -m ablations baselines --preset tiny [--seeds N] [--no-lincls]
   python -m ablations list
+
+Seeds are a grid axis: every cell runs with seeds 0..N-1 (``--seeds`` > the grid's preset section > the
+grid's ``seeds:`` > the preset's default: tiny 5, cifar10 3, others 1); ``--set seed=S`` runs exactly seed S.
+``baselines`` writes the random-init (per seed) and raw-pixel baselines (kNN and linear protocol) into the
+results table (grid "baselines").
 
 GRID is a name under ablations/grids/ (fig3_mechanisms, table1_momentum, figA1_shuffle_bn, v2_table1),
 ``all``, or a path to a grid YAML file. Results go to the results table ($MOCOBENCH_RESULTS or
@@ -35,18 +41,29 @@ def parse(argv=None):
     r = sub.add_parser("run", help="submit the runs of a grid that are not finished, and wait for them")
     s = sub.add_parser("status", help="progress of a grid's runs")
     sub.add_parser("list", help="the grids and their presets")
+    b = sub.add_parser("baselines", help="random-init and raw-pixel baselines (kNN, linear) into the results table")
+    b.add_argument("--preset", default="tiny", help="pretrainer preset (default: tiny)")
+    b.add_argument("--seeds", type=int, default=None,
+                   help="random init of seeds 0..N-1 (default: the preset's seeds, tiny 5, cifar10 3, else 1)")
+    b.add_argument("--no-lincls", action="store_true", help="kNN only (no linear protocol)")
+    b.add_argument("--set", dest="sets", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="config field set for the baselines (e.g. data=/datasets/cifar)")
     for q in (r, s):
         q.add_argument("grid", help="grid name, 'all', or a grid YAML file")
         q.add_argument("--preset", default="tiny", help="pretrainer preset (default: tiny)")
         q.add_argument("--set", dest="sets", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                        help="config field set for every run (e.g. data=/datasets/imagenet)")
         q.add_argument("--runs-dir", default=None, help="root of the run directories (default: runs/)")
+        q.add_argument("--seeds", type=int, default=None,
+                       help="run every cell with seeds 0..N-1 (default: the grid's, else tiny 5, cifar10 3, "
+                            "others 1); not with --set seed=S")
     r.add_argument("--executor", required=True, choices=EXECUTORS,
                    help="always explicit; auto = slurm if a cluster answers sinfo, else local")
     r.add_argument("--dry-run", action="store_true", help="print the runs and the estimated cost; submit nothing")
     r.add_argument("--bench", action="store_true",
                    help="--dry-run without finished runs to learn from: measure images/s with pretrain.bench")
-    r.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    r.add_argument("--retry-failed", action="store_true",
+                   help="run diverged and not_converged runs again (error runs are always retried)")
     r.add_argument("--no-wait", action="store_true", help="slurm: submit and return (follow with `status`)")
     r.add_argument("--max-wait-min", type=float, default=24 * 60, help="bound on the wait (default 24 h)")
     helps = {"time": "minutes per job (requeued on timeout)", "parallel": "local executor: runs at a time (default 1)",
@@ -69,20 +86,35 @@ def main(argv=None) -> int:
                 g = load_grid(n)
                 print(f"{n:20s} {g.get('paper', ''):45s} presets: {', '.join(g['presets'])}")
             return 0
+        if args.cmd == "baselines":
+            from . import baselines as B
+            if any(k == "seed" for k, _ in args.sets):
+                raise UserError("baselines: use --seeds N (seeds 0..N-1), not --set seed=S")
+            from pretrain.config import load_config
+            if load_config(args.preset, dict(args.sets) or None).dataset == "imagefolder":
+                # `make reproduce-table PRESET=imagenet` goes on to the report
+                print(f"baselines: skipped for {args.preset} (imagefolder): the raw-pixel baseline and the "
+                      f"fixed-size linear protocol need a fixed-size dataset; `python -m pretrain.knn --preset "
+                      f"{args.preset}` gives the random-init kNN", file=sys.stderr)
+                return 0
+            rows = B.run(args.preset, args.seeds, lincls=not args.no_lincls, sets=dict(args.sets) or None)
+            print(B.format_rows(args.preset, rows))
+            return 0
         grids = grid_names() if args.grid == "all" else [args.grid]
         sets = dict(args.sets) or None
+        L.check_seed_args(sets, args.seeds)
         params = L.load_profile(args.profile)
         params.update({k: getattr(args, k) for k in L.PARAMS if getattr(args, k) is not None})
         world = L.launch_world(params)
         if args.cmd == "status":
             for gname in grids:
-                print(L.run_status(gname, args.preset, args.runs_dir, sets, world=world))
+                print(L.run_status(gname, args.preset, args.runs_dir, sets, world=world, seeds=args.seeds))
             return 0
         kind = L.resolve_executor(args.executor) if not args.dry_run else args.executor
         rc, planned_ids = 0, set()
         for gname in grids:
             grid, planned = L.plan(gname, args.preset, args.runs_dir, sets, retry_failed=args.retry_failed,
-                                   world=world)
+                                   world=world, seeds=args.seeds)
             if args.dry_run:          # `all`: a config shared with an earlier grid is trained once
                 for p in planned:
                     if p.state == "todo" and p.run_id in planned_ids:
@@ -110,10 +142,12 @@ def main(argv=None) -> int:
                 rc = 1
                 continue
             print(L.format_table(grid, args.preset, planned, {r.get("run_id"): r for r in rows if r}))
-            failed = sum(r.get("status") == "failed" for r in rows)
+            diverged = sum(r.get("status") == "diverged" for r in rows)
+            stuck = sum(r.get("status") == "not_converged" for r in rows)
             errors = sum(r.get("status") == "error" for r in rows)
-            print(f"{grid['name']}: {len(rows) - failed - errors} done, {failed} failed (a failed run is a "
-                  f"result, with its reason), {errors} error(s) (no result: rerun to retry them)")
+            print(f"{grid['name']}: {len(rows) - diverged - stuck - errors} done, {diverged} diverged, {stuck} "
+                  f"not_converged (results, with their reasons), {errors} error(s) (no result: rerun to retry "
+                  f"them)")
             rc = rc or (1 if errors else 0)
         return rc
     except UserError as e:

@@ -13,6 +13,7 @@ Fig. A.1; MoCo v2, Chen et al. 2020, Table 1) with the paper's values, plus per-
       - mechanism: end_to_end
         lr_scaling: linear
         zip: {moco_k: [256, 512, 1024], batch_size: [256, 512, 1024]}   # zipped, not crossed
+    seeds: 3                     # optional: every cell runs with seeds 0..N-1 (default: SEED_DEFAULTS)
     presets:                     # one entry per supported pretrainer preset
       imagenet: {}               # the paper's values unchanged
       tiny:
@@ -21,10 +22,17 @@ Fig. A.1; MoCo v2, Chen et al. 2020, Table 1) with the paper's values, plus per-
         map: {epochs: {200: preset, 800: 2*preset}}   # paper value -> preset value, after drop
         fixed: {schedule: [0.6*epochs, 0.8*epochs]}   # relative to the run's epochs
         eval: [knn]
+        seeds: 5                 # optional, beats the grid's top-level seeds
         why: "K > 20000 images dropped"
 
 Keys are the pretrainer's config field names (``pretrain.config.Config``); an unknown key is an error.
 Identical runs after mapping are merged (one run, one config hash).
+
+Seeds are an axis: every cell runs with ``seed`` = 0..N-1 (the config field ``seed``: the same initialisation
+and data order in every cell, a paired design). N: ``--seeds`` on the command line > the preset section's
+``seeds`` > the grid's top-level ``seeds`` > :data:`SEED_DEFAULTS` (1 for a preset not listed). A cell that
+sets ``seed`` itself (sweep or fixed), and ``--set seed=S``, run exactly that one seed. The seed is part of
+the config hash: runs of different seeds never share a directory; seed 0 is the run without any seed.
 """
 from __future__ import annotations
 
@@ -40,8 +48,11 @@ from pretrain.errors import UserError
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
 EVALS = ("knn", "lincls")
-GRID_KEYS = {"name", "paper", "description", "eval", "fixed", "sweep", "presets"}
-PRESET_KEYS = {"fixed", "map", "drop", "drop_k_above", "eval", "why"}
+GRID_KEYS = {"name", "paper", "description", "eval", "fixed", "sweep", "presets", "seeds"}
+PRESET_KEYS = {"fixed", "map", "drop", "drop_k_above", "eval", "why", "seeds"}
+# seeds per cell when neither the command line, the grid's preset section nor the grid says otherwise
+SEED_DEFAULTS = {"tiny": 5, "cifar10": 3}
+DEFAULT_SEEDS = 1
 
 
 @dataclass
@@ -98,6 +109,30 @@ def load_grid(name: str) -> dict:
     return g
 
 
+def _check_seeds(n, where: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UserError(f"{where}: seeds must be an integer >= 1, got {n!r}")
+    return n
+
+
+def default_seeds(preset: str) -> int:
+    """The seeds of a preset when nothing else says (:data:`SEED_DEFAULTS`)."""
+    return SEED_DEFAULTS.get(Path(preset).stem, DEFAULT_SEEDS)
+
+
+def resolve_seeds(grid: dict, preset: str, seeds: int | None = None) -> int:
+    """Seeds per cell: ``seeds`` (the command line) > the grid's preset section > the grid's top level >
+    :func:`default_seeds`."""
+    if seeds is not None:
+        return _check_seeds(seeds, "--seeds")
+    ps = (grid.get("presets") or {}).get(preset) or {}
+    if ps.get("seeds") is not None:
+        return _check_seeds(ps["seeds"], f"grid {grid.get('name')}: preset {preset}")
+    if grid.get("seeds") is not None:
+        return _check_seeds(grid["seeds"], f"grid {grid.get('name')}")
+    return default_seeds(preset)
+
+
 def _expand_sub(sub: dict, where: str) -> list[dict]:
     sub = dict(sub)
     zipped = sub.pop("zip", None) or {}
@@ -152,8 +187,11 @@ def _matches(run: dict, cond: dict) -> bool:
     return all(run.get(k) == v for k, v in cond.items())
 
 
-def expand(grid: dict, preset: str) -> list[RunSpec]:
-    """The runs of ``grid`` at ``preset``: sweep -> drop (paper values) -> map -> fixed, deduplicated."""
+def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None = None) -> list[RunSpec]:
+    """The runs of ``grid`` at ``preset``: sweep -> drop (paper values) -> map -> fixed, deduplicated, then
+    the seed axis: every cell with seeds 0..N-1 (N: :func:`resolve_seeds`), seed-major (all cells of seed 0
+    first). A cell that sets ``seed`` itself runs that one seed. ``seed``: exactly that one seed for every
+    cell (``--set seed=S``, which sets it for every run; no axis)."""
     from pretrain.config import FIELD_NAMES
     presets = grid["presets"]
     if preset not in presets:
@@ -193,4 +231,20 @@ def expand(grid: dict, preset: str) -> list[RunSpec]:
                 continue
             seen.add(key)
             runs.append(RunSpec(overrides=ov, swept=r, eval=evals))
-    return runs
+    if seed is not None:
+        seed_list = [int(seed)]
+    else:
+        seed_list = list(range(resolve_seeds(grid, preset, seeds)))
+    out, seen = [], set()
+    for i, sd in enumerate(seed_list):
+        for s in runs:
+            if "seed" in s.overrides and seed is None:           # a cell with its own seed: that one seed
+                spec = s if i == 0 else None
+            else:
+                spec = RunSpec(overrides={**s.overrides, "seed": sd}, swept={**s.swept, "seed": sd},
+                               eval=list(s.eval))
+            key = spec and yaml.safe_dump(spec.overrides, sort_keys=True)
+            if spec is not None and key not in seen:
+                seen.add(key)
+                out.append(spec)
+    return out

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import submitit
 
+from pretrain import status as S
 from pretrain.checkpoint import atomic_write_json
 
 from . import results
 
 SWEPT_COLUMNS = [c for c in results.SWEPT]
-METRIC_KEYS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "lincls_acc1", "lincls_acc5",
+METRIC_KEYS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "knn_init", "lincls_acc1", "lincls_acc5",
                "wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "world_size", "host", "git_sha",
                "finished_at"]
 
@@ -51,12 +52,14 @@ def base_row(grid: str, preset: str, run_id: str, run_dir: Path, cfg_dict: dict)
 
 
 def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg_dict: dict) -> dict | None:
-    """The results row of a finished run (summary.json, plus lincls.json if there is one), else None."""
+    """The results row of a finished run (summary.json, plus lincls.json if there is one), else None. The
+    status is the summary's (a legacy ``failed`` one mapped by ``pretrain.status.from_summary``)."""
     s = read_json(run_dir / "summary.json")
-    if not s or s.get("status") not in ("done", "failed"):
+    status = S.from_summary(s)
+    if status not in S.RESULTS:
         return None
     row = base_row(grid, preset, run_id, run_dir, cfg_dict)
-    row["status"], row["reason"] = s["status"], s.get("reason") or ""
+    row["status"], row["reason"] = status, s.get("reason") or ""
     for k in METRIC_KEYS:
         if s.get(k) is not None:
             row[k] = s[k]
@@ -85,11 +88,12 @@ def error_kind(exc: BaseException) -> str:
 
 
 def record_error(run_dir: Path, run_id: str, reason: str, kind: str) -> dict:
-    """summary.json of a run stopped by an error (never over a finished result: done or failed)."""
+    """summary.json of a run stopped by an error (never over a finished result: done, diverged or
+    not_converged)."""
     prev = read_json(run_dir / "summary.json")
     s = {"status": "error", "error_kind": kind, "reason": reason[:500], "run_id": run_id,
          "host": socket.gethostname(), "finished_at": _now()}
-    if not prev or prev.get("status") not in ("done", "failed"):
+    if S.from_summary(prev) not in S.RESULTS:
         atomic_write_json(run_dir / "summary.json", s)
     return s
 
@@ -157,9 +161,9 @@ class GridJob(submitit.helpers.Checkpointable):
         try:
             from pretrain.train import run
             summary = run(cfg, run_dir, resume=True, progress=False)
-            # The linear protocol also runs on a run that "did not converge" (finite weights: its number stays
+            # The linear protocol also runs on a run that did not converge (finite weights: its number stays
             # visible beside the "fail"), not on a diverged one (non-finite weights).
-            evaluable = summary.get("status") == "done" or str(summary.get("reason", "")).startswith("did not converge")
+            evaluable = S.from_summary(summary) in (S.DONE, S.NOT_CONVERGED)
             if evaluable and "lincls" in self.evals and not (run_dir / "lincls.json").exists():
                 # every process of a multi-task job takes part (DDP at ImageNet scale); rank 0 writes the file
                 res = self._lincls(cfg, run_dir)

@@ -1,10 +1,12 @@
 """Plan, submit and collect the runs of a grid with submitit (SLURM job arrays, or local processes).
 
-Idempotent: a run is identified by ``pretrain.config.config_hash`` of its resolved config and lives in
-``<runs>/<grid>/<preset>/<hash>/``. Planning looks at each run directory: a finished run (summary.json
-done, and lincls.json where the grid asks for the linear protocol) is skipped, a failed one is kept as a
-result (``--retry-failed`` runs it again), a run still queued on SLURM is not submitted twice, anything
-else is submitted and resumes from its checkpoint. A finished result is never overwritten.
+Idempotent: a run is identified by ``pretrain.config.config_hash`` of its resolved config (the seed
+included: every seed of the grid's seed axis is its own run) and lives in ``<runs>/<grid>/<preset>/<hash>/``.
+Planning looks at each run directory: a finished run (summary.json done, and lincls.json where the grid asks
+for the linear protocol) is skipped, a diverged or not_converged one is kept as a result (``--retry-failed``
+runs it again), a finished run whose evaluation settings changed is submitted to be re-evaluated from its
+checkpoint (not retrained), a run still queued on SLURM is not submitted twice, an error is retried, anything
+else is submitted and resumes from its checkpoint. A finished result is never overwritten by a non-result.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from pathlib import Path
 import submitit
 from tqdm import tqdm
 
+from pretrain import status as S
 from pretrain.config import read_yaml_mapping
 from pretrain.errors import UserError
 
@@ -38,6 +41,7 @@ DATASET_SIZES = {"imagefolder": 1281167, "cifar10": 50000, "cifar100": 50000, "s
 # ImageNet subsets by preset (the dataset is an ImageNet folder either way)
 PRESET_SIZES = {"imagenet100": 126689}
 # SLURM/launch parameters: flag / profile key -> type.
+REEVAL_NOTE = "finished; re-evaluation from its checkpoint (evaluation settings changed)"
 PARAMS = {"partition": str, "nodes": int, "gpus_per_node": int, "ntasks_per_node": int, "cpus_per_task": int,
           "time": int, "mem_gb": float, "constraint": str, "account": str, "qos": str,
           "array_parallelism": int, "parallel": int, "signal_delay_s": int}
@@ -140,7 +144,7 @@ class Planned:
     run_id: str
     run_dir: Path
     cfg: dict
-    state: str                 # done | failed | queued | todo
+    state: str                 # done | diverged | not_converged | queued | todo
     note: str = ""
     row: dict = field(default_factory=dict)
 
@@ -162,15 +166,27 @@ def launch_world(params: dict | None) -> int:
     return (params.get("ntasks_per_node") or max(gpus, 1)) * (params.get("nodes") or 1)
 
 
+def check_seed_args(sets: dict | None, seeds: int | None) -> None:
+    """``--set seed=S`` (exactly that seed) and ``--seeds N`` (the axis 0..N-1) exclude each other."""
+    if sets and "seed" in sets and seeds is not None:
+        raise UserError(f"--set seed={sets['seed']} runs exactly that seed and --seeds {seeds} runs seeds "
+                        f"0..{seeds - 1}: use one of them")
+
+
 def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | None = None,
-         retry_failed: bool = False, world: int = 1) -> tuple[dict, list[Planned]]:
+         retry_failed: bool = False, world: int = 1, seeds: int | None = None) -> tuple[dict, list[Planned]]:
     """The runs of a grid at a preset and the state of each (from its run directory). ``world``: the
-    processes each run will have (:func:`launch_world`), part of the run identity."""
+    processes each run will have (:func:`launch_world`), part of the run identity. ``seeds``: the seed axis
+    (``--seeds``; default: the grid's / the preset's, see ``ablations.grid.resolve_seeds``); a ``seed`` in
+    ``sets`` is exactly that one seed. ``retry_failed``: diverged and not_converged runs are run again."""
     from pretrain.config import EVAL_KEYS, config_hash, eval_settings, load_config
+    from pretrain.train import finished_state
+    check_seed_args(sets, seeds)
     grid = load_grid(grid_name)
     root = Path(root) if root else runs_root()
     out, evals_of = [], {}
-    for spec in expand(grid, preset):
+    fixed_seed = sets.get("seed") if sets and "seed" in sets else None
+    for spec in expand(grid, preset, seeds=seeds, seed=fixed_seed):
         if sets:
             spec.overrides = {**spec.overrides, **sets}
         cfg = load_config(preset, spec.overrides)
@@ -184,26 +200,31 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
         cfg_dict = {**cfg.to_dict(), "lr": cfg.effective_lr}   # the lr used (linear scaling applied)
         run_dir = root / grid["name"] / Path(preset).stem / rid
         s = read_json(run_dir / "summary.json")
+        st = S.from_summary(s)
         state, note = "todo", ""
-        if s and s.get("status") == "done":
+        if st in (S.DIVERGED, S.NOT_CONVERGED) and retry_failed:
+            os.replace(run_dir / "summary.json", run_dir / f"summary.{st}.{int(time.time())}.json")
+            note = f"retrying {st} run"
+        elif st in S.RESULTS and finished_state(s, cfg, rid) == "reevaluate":
+            note = REEVAL_NOTE
+        elif st == S.DONE:
             if "lincls" in spec.eval and not (run_dir / "lincls.json").exists():
                 note = "pretrained; linear protocol to do"
             else:
                 state = "done"
-        elif s and s.get("status") == "error":
+        elif st == S.ERROR:
             # a crash, an out-of-memory, a lost job: no result; run again (resumes from its checkpoint)
             note = f"retrying after error ({s.get('error_kind', 'crash')}): {s.get('reason', '')}"[:160]
-        elif s and s.get("status") == "failed":
-            if retry_failed:
-                os.replace(run_dir / "summary.json", run_dir / f"summary.failed.{int(time.time())}.json")
-                note = "retrying failed run"
-            else:
-                state, note = "failed", s.get("reason", "")
+        elif st in (S.DIVERGED, S.NOT_CONVERGED):
+            state, note = st, s.get("reason", "")
         if state == "todo" and not note:
             other = _finished_elsewhere(root, grid["name"], preset, rid, spec.eval)
             if other is not None:
                 # The same resolved config already ran for another grid: one training, one row per grid.
-                run_dir, state, note = other, "done", f"same run as {other.parent.parent.name}"
+                if finished_state(read_json(other / "summary.json"), cfg, rid) == "reevaluate":
+                    run_dir, note = other, f"{REEVAL_NOTE}; run of {other.parent.parent.name}"
+                else:
+                    run_dir, state, note = other, "done", f"same run as {other.parent.parent.name}"
         if state == "todo":
             j = read_json(run_dir / "job.json")
             if j and j.get("executor") == "slurm" and _slurm_active(j.get("job_id", "")):
@@ -212,7 +233,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
                 n = sum(1 for _ in open(run_dir / "metrics.jsonl"))
                 note = f"resumes after epoch {n}/{cfg.epochs}"
         p = Planned(spec, rid, run_dir, cfg_dict, state, note)
-        if state in ("done", "failed"):
+        if state in S.RESULTS:
             p.row = row_from_run_dir(grid["name"], preset, rid, run_dir, cfg_dict) or {}
         out.append(p)
     return grid, out
@@ -223,7 +244,7 @@ def _finished_elsewhere(root: Path, grid: str, preset: str, rid: str, evals: lis
         if d.parent.parent.name == grid:
             continue
         s = read_json(d / "summary.json")
-        if s and s.get("status") == "done" and ("lincls" not in evals or (d / "lincls.json").exists()):
+        if S.from_summary(s) == S.DONE and ("lincls" not in evals or (d / "lincls.json").exists()):
             return d
     return None
 
@@ -262,6 +283,9 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
     for p in planned:
         if p.state != "todo":
             continue
+        if p.note.startswith(REEVAL_NOTE):
+            lines.append(f"  {p.run_id}  {p.spec.label:60s} {'re-evaluation only':>12s}  ~    0 min (kNN)")
+            continue
         c = p.cfg
         same = done[done["mechanism"].astype(str) == str(c.get("mechanism"))]["images_per_s"].dropna().astype(float)
         ips = float(same.median()) if len(same) else (float(ips_all.median()) if len(ips_all) else None)
@@ -293,13 +317,13 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
 
 
 def record_existing(grid: dict, preset: str, planned: list[Planned], results_path=None) -> None:
-    """Put finished runs (done or failed) and pending ones into the results table."""
+    """Put finished runs (done, diverged, not_converged) and pending ones into the results table."""
     df = results.read(results_path)
     have = {(str(g), str(r)): st for g, r, st in zip(df["grid"], df["run_id"], df["status"])}
     rows = []
     for p in planned:
         known = have.get((grid["name"], p.run_id))
-        if p.state in ("done", "failed") and p.row and known != p.state:
+        if p.state in S.RESULTS and p.row and known != p.state:
             rows.append(p.row)
         elif p.state == "todo":
             rows.append({**base_row(grid["name"], preset, p.run_id, p.run_dir, p.cfg), "status": "pending"})
@@ -391,7 +415,7 @@ def preempt(job) -> None:
 
 def wait_all(grid: dict, preset: str, submitted: list, kind: str, params: dict, max_wait_s: float,
              results_path=None, poll_s: float = 2.0, progress: bool = True) -> list[dict]:
-    """Wait (at most ``max_wait_s``) for the submitted runs; a job that dies records a failed row.
+    """Wait (at most ``max_wait_s``) for the submitted runs; a job that dies records an error row.
     Returns the final rows. Raises TimeoutError listing the runs still unfinished."""
     deadline = time.monotonic() + max_wait_s
     rows: dict[str, dict] = {}
@@ -460,8 +484,8 @@ def format_table(grid: dict, preset: str, planned: list[Planned], rows: dict | N
             metric = f"kNN {float(r['knn_acc']):5.1f}%"
             if r.get("lincls_acc1") is not None and not _isnan(r.get("lincls_acc1")):
                 metric += f"  lin {float(r['lincls_acc1']):5.1f}%"
-        note = (r.get("reason") if r and state == "failed" else "") or p.note
-        lines.append(f"  {p.run_id}  {state:8s} {p.spec.label:58s} {metric:24s} {note}")
+        note = (r.get("reason") if r and state in (S.DIVERGED, S.NOT_CONVERGED) else "") or p.note
+        lines.append(f"  {p.run_id}  {state:13s} {p.spec.label:66s} {metric:24s} {note}")
     return "\n".join(lines)
 
 
@@ -472,8 +496,8 @@ def _isnan(v) -> bool:
         return False
 
 
-def run_status(grid_name: str, preset: str, root=None, sets=None, world: int = 1) -> str:
-    grid, planned = plan(grid_name, preset, root, sets, world=world)
+def run_status(grid_name: str, preset: str, root=None, sets=None, world: int = 1, seeds: int | None = None) -> str:
+    grid, planned = plan(grid_name, preset, root, sets, world=world, seeds=seeds)
     for p in planned:
         n = sum(1 for _ in open(p.run_dir / "metrics.jsonl")) if (p.run_dir / "metrics.jsonl").exists() else 0
         progress = f"epoch {n}/{p.cfg['epochs']}"

@@ -10,14 +10,18 @@ at the same time), merges rows by ``run_id`` and replaces the file atomically
 Columns (a row may leave the ones that do not apply empty):
 
 identity      grid, run_id (resolved-config hash), preset, run_dir, status
-              (pending|running|done|failed|error), reason (why it failed), error_kind
-              (error rows: oom|distributed|user|crash|lost|config_changed; an error is
-              no result: kept out of tables and verdicts, retried by the next run)
+              (pending|running|done|diverged|not_converged|error, see pretrain/status.py;
+              done, diverged and not_converged are results), reason (why it diverged, did not
+              converge or stopped), error_kind (error rows: oom|distributed|user|crash|lost|
+              config_changed; an error is no result: kept out of tables and verdicts, retried
+              by the next run), baseline (grid "baselines": random_init|raw_pixels, written by
+              ``python -m ablations baselines``; empty for trained runs)
 swept keys    mechanism, moco_k, moco_m, moco_t, shuffle_bn, bn_splits, mlp,
               aug_plus, cos, epochs, batch_size, lr (the one used: lr_scaling applied), seed,
               arch, dataset, precision
-metrics       loss, pretext_acc1, pretext_acc5, knn_acc, lincls_acc1,
-              lincls_acc5 (final values, accuracies in %)
+metrics       loss, pretext_acc1, pretext_acc5, knn_acc, knn_init (kNN of the same network at
+              random init, where fail_below_init measured it), lincls_acc1, lincls_acc5
+              (final values, accuracies in %)
 cost          wall_s, images_per_s, peak_mem_mb, step_time_s, world_size (processes)
 provenance    host, git_sha, finished_at (ISO 8601)
 transfer      task (voc|coco), config, weights, trial, AP50, AP, AP75,
@@ -33,16 +37,18 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-IDENTITY = ["grid", "run_id", "preset", "run_dir", "status", "reason", "error_kind"]
+from pretrain import status as S
+
+IDENTITY = ["grid", "run_id", "preset", "run_dir", "status", "reason", "error_kind", "baseline"]
 SWEPT = ["mechanism", "moco_k", "moco_m", "moco_t", "shuffle_bn", "bn_splits", "mlp",
          "aug_plus", "cos", "epochs", "batch_size", "lr", "seed", "arch", "dataset", "precision"]
-METRICS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "lincls_acc1", "lincls_acc5"]
+METRICS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "knn_init", "lincls_acc1", "lincls_acc5"]
 COST = ["wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "world_size"]
 PROVENANCE = ["host", "git_sha", "finished_at"]
 TRANSFER = ["task", "config", "weights", "trial", "AP50", "AP", "AP75", "APm"]
 COLUMNS = IDENTITY + SWEPT + METRICS + COST + PROVENANCE + TRANSFER
 
-STATUSES = ("pending", "running", "done", "failed", "error")
+STATUSES = ("pending", "running", S.DONE, S.DIVERGED, S.NOT_CONVERGED, S.ERROR)
 TEXT = IDENTITY + ["host", "git_sha", "finished_at", "task", "config", "weights"]
 
 
@@ -64,7 +70,12 @@ def read(path: str | os.PathLike | None = None) -> pd.DataFrame:
         if c not in df.columns:
             df[c] = pd.NA
     extra = [c for c in df.columns if c not in COLUMNS]
-    return df[COLUMNS + extra]
+    df = df[COLUMNS + extra]
+    legacy = df["status"].astype(str) == S.LEGACY_FAILED       # rows written before diverged/not_converged
+    if legacy.any():
+        df.loc[legacy, "status"] = [S.from_summary({"status": S.LEGACY_FAILED, "reason": r})
+                                    for r in df.loc[legacy, "reason"]]
+    return df
 
 
 @contextmanager
@@ -85,8 +96,9 @@ def upsert(rows: Iterable[Mapping], path: str | os.PathLike | None = None,
     ``key`` is one column or a tuple of columns (the ablation launcher uses ``("grid", "run_id")``:
     a run shared by two grids has one row in each).
 
-    A row whose status is ``done`` is never replaced by a row that is not
-    ``done`` (a finished result is never overwritten by a rerun).
+    A row holding a result (status done, diverged or not_converged: ``pretrain.status.RESULTS``) is never
+    replaced by a row that is not a result (pending, running, error): a finished result is never overwritten
+    by a rerun. A result may be replaced by a result (a re-evaluation).
     Unknown columns are an error, so a typo cannot silently create a column.
     """
     path = Path(path) if path else default_path()
@@ -110,7 +122,7 @@ def upsert(rows: Iterable[Mapping], path: str | os.PathLike | None = None,
             hit = df.index[match]
             if len(hit):
                 i = hit[0]
-                if df.at[i, "status"] == "done" and r.get("status", "done") != "done":
+                if df.at[i, "status"] in S.RESULTS and r.get("status", S.DONE) not in S.RESULTS:
                     continue
                 for c, v in r.items():
                     if df[c].dtype != object and not _fits(df[c].dtype, v):

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from .config import add_config_args, config_hash, load_config, overrides_from_args
-from .errors import EXIT_DIVERGED, UserError, die
+from . import status as S
+from .errors import EXIT_DIVERGED, EXIT_NOT_CONVERGED, UserError, die
 
 
 def parse(argv=None):
@@ -42,8 +43,13 @@ def main(argv=None) -> int:
         print("interrupted: the last completed epoch is in the checkpoint; rerun with --resume", file=sys.stderr)
         return 130
     if int(os.environ.get("RANK", "0")) == 0:     # one report per run, not per process
-        if summary["status"] == "failed":
-            print(f"error: run failed: {summary['reason']} (recorded in {out / 'summary.json'})", file=sys.stderr)
+        if summary["status"] in (S.DIVERGED, S.NOT_CONVERGED):
+            what = "diverged" if summary["status"] == S.DIVERGED else "did not converge"
+            detail = str(summary.get("reason") or "")
+            for prefix in ("diverged: ", "did not converge: "):
+                detail = detail[len(prefix):] if detail.startswith(prefix) else detail
+            print(f"error: run {what} (status {summary['status']}): {detail} (recorded in {out / 'summary.json'})",
+                  file=sys.stderr)
         else:
             knn = summary.get("knn_acc")
             knn = f"kNN {knn:.2f}%" if knn is not None else "no kNN monitor"
@@ -51,7 +57,9 @@ def main(argv=None) -> int:
                   f"{knn}, pretext acc@1 {summary['pretext_acc1']:.1f}%, "
                   f"{summary['images_per_s']:.0f} img/s -> {out}")
             print(json.dumps(summary))
-    return EXIT_DIVERGED if summary["status"] == "failed" else 0
+    if summary["status"] == S.DIVERGED:
+        return EXIT_DIVERGED
+    return EXIT_NOT_CONVERGED if summary["status"] == S.NOT_CONVERGED else 0
 
 
 if __name__ == "__main__":

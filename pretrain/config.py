@@ -29,9 +29,10 @@ AUGMENT_ON = ("workers", "batched")
 PRECISIONS = ("fp32", "bf16", "fp16")
 # how/where a run runs, not what it computes: never part of its identity, may differ on resume
 RUNTIME_KEYS = ("workers", "device", "threads", "data", "dist_timeout_min")
-# what is measured after/beside training (kNN monitor, the "fail" criterion): not part of the training identity;
+# what is measured after/beside training (kNN monitor, the "fail" criteria): not part of the training identity;
 # a finished run whose evaluation settings changed is re-evaluated from its checkpoint, not trained again
-EVAL_KEYS = ("knn_monitor", "knn_every", "knn_k", "knn_t", "knn_feature", "knn_subset", "fail_loss_frac")
+EVAL_KEYS = ("knn_monitor", "knn_every", "knn_k", "knn_t", "knn_feature", "knn_subset", "fail_loss_frac",
+             "fail_below_init")
 
 
 @dataclass
@@ -87,9 +88,13 @@ class Config:
     dist_timeout_min: int = 60        # timeout of the process group's collectives (minutes)
     max_steps: int = 0                # stop each epoch after N steps (0 = full epochs; for tests and benchmarks)
     fail_on_nan: bool = True
-    # the paper's "fail" (m = 0: "the training loss oscillates and fails to converge"): a run whose last-epoch
-    # loss is >= fail_loss_frac x the chance level ln(1 + negatives) is recorded as failed (0 = never)
+    # the paper's "fail" (m = 0: "the training loss oscillates and fails to converge"), two declared tests, each
+    # recording the run as not_converged (pretrain/train.py:not_converged): the last-epoch loss is >=
+    # fail_loss_frac x the chance level ln(1 + negatives) (0 = never) ...
     fail_loss_frac: float = 0.0
+    # ... or (fail_below_init, needs knn_monitor) the final kNN top-1 is strictly below the kNN top-1 of the same
+    # network at its random initialisation (same seed, kNN settings and data; stored as knn_init)
+    fail_below_init: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -123,7 +128,9 @@ def _coerce(name: str, value: Any) -> Any:
                 if value.lower() in ("0", "false", "no", "off"):
                     return False
                 raise ValueError(value)
-            return bool(value)
+            if isinstance(value, bool) or value in (0, 1):
+                return bool(value)
+            raise ValueError(value)
         if isinstance(default, int):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
@@ -223,6 +230,9 @@ def validate(cfg: Config) -> Config:
             bad(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.fail_loss_frac < 0:
         bad(f"fail_loss_frac must be >= 0, got {cfg.fail_loss_frac}")
+    for name in ("fail_below_init", "knn_monitor"):
+        if not isinstance(getattr(cfg, name), bool):
+            bad(f"{name} must be true or false, got {getattr(cfg, name)!r}")
     if not cfg.lr > 0:
         bad(f"lr must be > 0, got {cfg.lr}")
     if cfg.mechanism == "end_to_end" and cfg.moco_k != cfg.batch_size:

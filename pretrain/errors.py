@@ -13,7 +13,8 @@ class Diverged(Exception):
 
 
 EXIT_USER_ERROR = 2
-EXIT_DIVERGED = 3
+EXIT_DIVERGED = 3          # status diverged (a result: the paper's "fail")
+EXIT_NOT_CONVERGED = 3     # status not_converged (a declared criterion fired; a result too)
 
 
 def one_line(exc: BaseException) -> str:

@@ -1,6 +1,7 @@
 """kNN monitor: weighted kNN on L2-normalised features (k = 200, t = 0.1), as the official MoCo CIFAR-10 demo
-(after Wu et al. 2018). ``python -m pretrain.knn --preset P [--checkpoint CKPT]`` evaluates a checkpoint, or
-the same network at random initialisation (the baseline the trained features must beat)."""
+(after Wu et al. 2018). ``python -m pretrain.knn --preset P [--checkpoint CKPT]`` prints the checkpoint's kNN
+(if given) and both baselines the trained features must beat (pretrain/baselines.py): the same network at
+random initialisation (seed ``--seed``) and raw pixels, one line each."""
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,9 @@ def feature_dtype(device: torch.device) -> torch.dtype:
 @torch.no_grad()
 def extract(encoder, images, cfg, device, feature: str = "backbone", batch_size: int = 512) -> torch.Tensor:
     """Normalised features of every image: a uint8 tensor (N, C, H, W) or a DataLoader of (image, label).
-    The encoder runs under the run's autocast precision; the features are returned in fp32."""
+    The encoder runs under the run's autocast precision; the features are returned in fp32. ``feature``:
+    ``backbone`` (pooled features before ``fc``) or ``head`` (the module's output: the encoder's normalised
+    head, or for raw pixels an ``nn.Flatten()`` of the normalised images)."""
     was_training = encoder.training
     encoder.eval()
     mean, std = data.stats(cfg)
@@ -44,7 +47,8 @@ def extract(encoder, images, cfg, device, feature: str = "backbone", batch_size:
         feats.append(F.normalize(f.float(), dim=1))
     encoder.train(was_training)
     if not feats:
-        dim = feature_dim(encoder) if feature == "backbone" else cfg.moco_dim
+        dim = (feature_dim(encoder) if feature == "backbone" else
+               cfg.in_chans * cfg.image_size ** 2 if isinstance(encoder, torch.nn.Flatten) else cfg.moco_dim)
         return torch.empty(0, dim, device=device)
     return torch.cat(feats)
 
@@ -80,8 +84,9 @@ def _shard(images, n: int):
 
 
 @torch.no_grad()
-def knn_accuracy(encoder, cfg, device, sets=None, chunk: int = 1024) -> float:
-    """Top-1 weighted-kNN accuracy (%) of the test set against the training set's features.
+def knn_accuracy(encoder, cfg, device, sets=None, chunk: int = 1024, feature: str | None = None) -> float:
+    """Top-1 weighted-kNN accuracy (%) of the test set against the training set's features
+    (``feature``: default ``cfg.knn_feature``; see :func:`extract`).
 
     With several processes every rank extracts its shard of the training features (the bank) and of the test
     features; the test features are all-gathered, each rank ranks the test images against its own shard of the
@@ -89,12 +94,13 @@ def knn_accuracy(encoder, cfg, device, sets=None, chunk: int = 1024) -> float:
     whole bank, and every rank returns the same number. One process gives the same result.
     """
     (tr_x, tr_y), (te_x, te_y) = sets if sets is not None else eval_loaders(cfg)
+    feature = feature or cfg.knn_feature
     dtype = feature_dtype(device)
     x, lo, hi = _shard(tr_x, len(tr_y))
-    bank = extract(encoder, x, cfg, device, cfg.knn_feature).to(dtype).t().contiguous()     # D x n_shard
+    bank = extract(encoder, x, cfg, device, feature).to(dtype).t().contiguous()     # D x n_shard
     bank_labels = tr_y[lo:hi].to(device)
     x, _, _ = _shard(te_x, len(te_y))
-    test = D.all_gather_varsize(extract(encoder, x, cfg, device, cfg.knn_feature).to(dtype))
+    test = D.all_gather_varsize(extract(encoder, x, cfg, device, feature).to(dtype))
     classes = int(max(int(tr_y.max()), int(te_y.max())) + 1)
     k = min(cfg.knn_k, len(tr_y))
     per_shard = min(k, max(D.shard_sizes(len(tr_y), D.world_size())))
@@ -118,35 +124,45 @@ def knn_accuracy(encoder, cfg, device, sets=None, chunk: int = 1024) -> float:
 
 
 def main(argv=None) -> int:
+    from .baselines import initial_encoder, knn_random_init, knn_raw_pixels
     from .checkpoint import load, query_encoder_state
     from .config import add_config_args, load_config, overrides_from_args
-    from .encoder import build_encoder
     from .errors import UserError, die
 
     p = argparse.ArgumentParser(prog="python -m pretrain.knn", description=__doc__)
     p.add_argument("--preset", default="tiny")
-    p.add_argument("--checkpoint", default="", help="a pretrainer checkpoint (default: random initialisation)")
+    p.add_argument("--checkpoint", default="", help="a pretrainer checkpoint (its kNN is printed first)")
     add_config_args(p)
     args = p.parse_args(argv)
+    lines = []
     try:
         cfg = load_config(args.preset, overrides_from_args(args))
-        torch.manual_seed(cfg.seed)
-        enc = build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans, cfg.width)
-        what = "random init"
+        how = f"k={cfg.knn_k}, t={cfg.knn_t}"
+        dev = D.init(cfg.device, cfg.dist_timeout_min)
+        sets = eval_loaders(cfg)
         if args.checkpoint:
+            enc = initial_encoder(cfg)
             ck = load(args.checkpoint)
             try:
                 enc.load_state_dict(query_encoder_state(ck, args.checkpoint))
             except RuntimeError as e:
                 raise UserError(f"{args.checkpoint}: does not fit {cfg.arch} with this preset "
                                 f"({str(e).splitlines()[0]})") from None
-            what = args.checkpoint
-        dev = D.init(cfg.device, cfg.dist_timeout_min)
-        acc = knn_accuracy(enc.to(dev), cfg, dev)
+            acc = knn_accuracy(enc.to(dev), cfg, dev, sets)
+            lines.append(f"kNN top-1 ({args.checkpoint}, {how}, {cfg.knn_feature} features): {acc:.2f}%")
+        acc = knn_random_init(cfg, dev, sets)
+        lines.append(f"kNN top-1 (random init, seed {cfg.seed}, {how}, {cfg.knn_feature} features): {acc:.2f}%")
+        if cfg.dataset == "imagefolder":
+            lines.append("kNN top-1 (raw pixels): not computed for imagefolder (fixed-size datasets only)")
+        else:
+            acc = knn_raw_pixels(cfg, dev, sets)
+            lines.append(f"kNN top-1 (raw pixels, {cfg.in_chans}x{cfg.image_size}x{cfg.image_size} normalised, "
+                         f"{how}): {acc:.2f}%")
         D.cleanup()
     except UserError as e:
         die(e)
-    print(f"kNN top-1 ({what}, k={cfg.knn_k}, t={cfg.knn_t}, {cfg.knn_feature} features): {acc:.2f}%")
+    if D.rank() == 0:
+        print("\n".join(lines))
     return 0
 
 

@@ -138,7 +138,11 @@ def _sanity_check(enc: nn.Module, state: dict) -> None:
 
 
 def _new_fc(enc: nn.Module, classes: int, dev) -> nn.Linear:
-    fc = nn.Linear(feature_dim(enc), classes).to(dev)
+    return _new_fc_dim(feature_dim(enc), classes, dev)
+
+
+def _new_fc_dim(dim: int, classes: int, dev) -> nn.Linear:
+    fc = nn.Linear(dim, classes).to(dev)
     fc.weight.data.normal_(mean=0.0, std=0.01)
     fc.bias.data.zero_()
     return fc
@@ -212,16 +216,35 @@ def _run_fixed(ckpt_path, lc, cfg, enc, state, dev, out_path, progress) -> dict:
     enc = enc.to(dev).eval()                               # frozen, eval-mode BN, as the official protocol
     for p in enc.parameters():
         p.requires_grad = False
-    (tr_x, tr_y), (te_x, te_y) = eval_loaders(cfg)
-    cache = lc.cache_features if lc.cache_features is not None else True
-    classes = int(max(int(tr_y.max()), int(te_y.max())) + 1)
-    fc = _new_fc(enc, classes, dev)
-    opt = torch.optim.SGD(fc.parameters(), lr=lc.lr, momentum=lc.momentum, weight_decay=lc.weight_decay)
-    mean, std = data.stats(cfg)
 
     @torch.no_grad()
     def feats(x):
         return backbone_forward(enc, x)
+
+    res = fixed_protocol(lc, cfg, feats, feature_dim(enc), dev, progress)
+    _sanity_check(enc, state)
+    res["checkpoint"] = str(ckpt_path)
+    return _finish(res, out_path)
+
+
+def fixed_protocol(lc: LinclsConfig, cfg, feats, dim: int, dev, progress: bool = False, sets=None) -> dict:
+    """The linear protocol on a fixed-size dataset (one process) for any frozen feature function: ``feats``
+    maps a batch of normalised images (N, C, image_size, image_size) to (N, ``dim``) features. Used by the
+    checkpoint path (the frozen backbone) and by :mod:`pretrain.baselines` (random init, raw pixels).
+
+    fc (dim -> classes) initialised N(0, 0.01) from the global RNG at this point (the caller seeds it), SGD with
+    ``lc``'s lr / momentum / weight decay / batch / step schedule; with ``cache_features`` (default) the
+    features of the un-augmented training images are computed once. Returns lincls_acc1/acc5 on the test set
+    (after ``knn_subset``), epochs, lr, cache_features and seconds."""
+    if cfg.dataset == "imagefolder":
+        raise UserError("the fixed-size linear protocol needs a fixed-size dataset (cifar10/100, stl10, "
+                        "fashion_mnist, synthetic), not imagefolder")
+    (tr_x, tr_y), (te_x, te_y) = sets if sets is not None else eval_loaders(cfg)
+    cache = lc.cache_features if lc.cache_features is not None else True
+    classes = int(max(int(tr_y.max()), int(te_y.max())) + 1)
+    fc = _new_fc_dim(dim, classes, dev)
+    opt = torch.optim.SGD(fc.parameters(), lr=lc.lr, momentum=lc.momentum, weight_decay=lc.weight_decay)
+    mean, std = data.stats(cfg)
 
     if cache:
         with torch.no_grad():
@@ -260,10 +283,8 @@ def _run_fixed(ckpt_path, lc, cfg, enc, state, dev, out_path, progress) -> dict:
             logits = fc(feats(normalize_batch(xb.to(dev), mean, std, cfg.image_size)))
             a, b = _accuracy(logits, yb.to(dev))
             c1, c5 = c1 + a, c5 + b
-    _sanity_check(enc, state)
-    res = {"lincls_acc1": 100.0 * c1 / len(te_y), "lincls_acc5": 100.0 * c5 / len(te_y), "epochs": lc.epochs,
-           "lr": lc.lr, "cache_features": cache, "seconds": time.time() - t0, "checkpoint": str(ckpt_path)}
-    return _finish(res, out_path)
+    return {"lincls_acc1": 100.0 * c1 / len(te_y), "lincls_acc5": 100.0 * c5 / len(te_y), "epochs": lc.epochs,
+            "lr": lc.lr, "cache_features": cache, "seconds": time.time() - t0}
 
 
 # -- ImageFolder: the official augmented protocol (main_lincls.py), DDP-capable, resumable -----------------

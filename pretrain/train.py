@@ -30,6 +30,7 @@ from .augment import BatchedAugment, TwoCrops, pil_transform
 from .builder import accuracy_t, autocast_dtype, build_model, info_nce
 from .checkpoint import (FORMAT, atomic_save, atomic_write_json, atomic_write_text, load, rng_state,
                          set_rng_state)
+from . import status as S
 from .config import EVAL_KEYS, RUNTIME_KEYS, Config, config_hash, eval_settings, save_yaml
 from .encoder import build_encoder
 from .errors import Diverged, UserError
@@ -256,16 +257,56 @@ class Trainer:
         return self.history[-1] if self.history else {}
 
 
-def not_converged(cfg: Config, history: list) -> str:
-    """The paper's "fail" (m = 0: "the training loss oscillates and fails to converge") as a declared test on
-    the per-epoch mean losses: the last is still at the chance level (``fail_loss_frac``). '' = converged."""
-    if not history or not cfg.fail_loss_frac:
+def not_converged(cfg: Config, history: list, knn_init: float | None = None) -> str:
+    """The paper's "fail" (m = 0: "the training loss oscillates and fails to converge") as two declared tests;
+    the reason names each one that fired ('' = converged):
+
+    - ``fail_loss_frac`` (> 0): the last epoch's mean loss is still >= fail_loss_frac x the chance level
+      ln(1 + negatives);
+    - ``fail_below_init`` (with the kNN monitor): the final kNN top-1 is strictly below ``knn_init``, the kNN
+      top-1 of the same network at its random initialisation (same seed, kNN protocol and data).
+    """
+    if not history:
         return ""
-    last, chance = history[-1]["loss"], chance_loss(cfg)
-    if last >= cfg.fail_loss_frac * chance:
-        return (f"did not converge: last-epoch loss {last:.3f} >= "
-                f"{cfg.fail_loss_frac:g} x the chance level ln(1 + negatives) = {chance:.3f}")
-    return ""
+    reasons = []
+    if cfg.fail_loss_frac:
+        last, chance = history[-1]["loss"], chance_loss(cfg)
+        if last >= cfg.fail_loss_frac * chance:
+            reasons.append(f"last-epoch loss {last:.3f} >= {cfg.fail_loss_frac:g} x the chance level "
+                           f"ln(1 + negatives) = {chance:.3f} (fail_loss_frac)")
+    final_knn = history[-1].get("knn_acc")
+    if cfg.fail_below_init and cfg.knn_monitor and final_knn is not None and knn_init is not None:
+        if final_knn < knn_init:
+            reasons.append(f"final kNN top-1 {final_knn:.2f}% < {knn_init:.2f}% of the same network at random "
+                           f"initialisation (fail_below_init)")
+    return ("did not converge: " + "; ".join(reasons)) if reasons else ""
+
+
+def same_eval(prev_eval: dict | None, cfg: Config) -> bool:
+    """Whether a summary's recorded evaluation settings are ``cfg``'s (a key the summary predates counts with
+    its default value, so adding an evaluation key re-evaluates only runs that set it)."""
+    defaults = eval_settings(Config())
+    return {**defaults, **(prev_eval or {})} == eval_settings(cfg)
+
+
+def finished_state(prev: dict | None, cfg: Config, run_id: str) -> str:
+    """What a previous summary means for ``cfg`` (the run ``run_id``): '' (no finished result of this run:
+    train or resume), ``current`` (the result stands), ``relabel`` (a legacy ``failed`` summary of a diverged
+    run: only its status is rewritten) or ``reevaluate`` (a finished run whose evaluation settings changed, or
+    a legacy not-converged one: re-evaluated from its checkpoint, not trained again)."""
+    if not prev or prev.get("run_id") != run_id:
+        return ""
+    st = S.from_summary(prev)
+    if st not in S.RESULTS:
+        return ""
+    if st == S.DIVERGED:                # non-finite weights: nothing to evaluate
+        return "relabel" if S.is_legacy(prev) else "current"
+    if S.is_legacy(prev) or not same_eval(prev.get("eval"), cfg):
+        return "reevaluate"
+    return "current"
+
+
+KNN_RESULT_KEYS = ("knn_monitor", "knn_k", "knn_t", "knn_feature", "knn_subset")   # what the final kNN depends on
 
 
 def chance_loss(cfg: Config) -> float:
@@ -274,7 +315,8 @@ def chance_loss(cfg: Config) -> float:
     return math.log(1 + negatives)
 
 
-def summarize(cfg: Config, history: list, status: str, reason: str, wall_s: float, device, world: int) -> dict:
+def summarize(cfg: Config, history: list, status: str, reason: str, wall_s: float, device, world: int,
+              knn_init: float | None = None) -> dict:
     last = history[-1] if history else {}
     knn = [r["knn_acc"] for r in history if r.get("knn_acc") is not None]
     return {
@@ -282,7 +324,7 @@ def summarize(cfg: Config, history: list, status: str, reason: str, wall_s: floa
         "eval": eval_settings(cfg), "epochs_done": len(history),
         "loss": last.get("loss"), "chance_loss": chance_loss(cfg), "pretext_acc1": last.get("pretext_acc1"),
         "pretext_acc5": last.get("pretext_acc5"),
-        "knn_acc": knn[-1] if knn else None,
+        "knn_acc": knn[-1] if knn else None, "knn_init": knn_init,
         "wall_s": wall_s,
         "images_per_s": float(np.mean([r["images_per_s"] for r in history])) if history else None,
         "step_time_s": float(np.mean([r["step_time_s"] for r in history])) if history else None,
@@ -309,8 +351,10 @@ def run(cfg: Config, run_dir, resume: bool = True, progress: bool = True) -> dic
     """Train ``cfg`` into ``run_dir`` (resuming from its checkpoint) and return the summary.
 
     A finished run is not trained again (its summary is returned); if only its evaluation settings changed
-    (kNN monitor, the fail criterion) it is re-evaluated from its checkpoint. A non-finite loss ends the run
-    with status ``failed`` and the reason, as the paper's "fail" (m = 0): a result, not a crash.
+    (kNN monitor, the fail criteria) it is re-evaluated from its checkpoint (:func:`finished_state`). Status
+    (``pretrain.status``): a non-finite loss ends the run ``diverged``, a declared criterion that fires
+    (:func:`not_converged`) makes it ``not_converged``; both are results (the paper's "fail" for m = 0), not
+    crashes. With ``fail_below_init`` the kNN of the random-init network is stored as ``knn_init``.
     """
     run_dir = Path(run_dir)
     summary_path = run_dir / "summary.json"
@@ -319,9 +363,15 @@ def run(cfg: Config, run_dir, resume: bool = True, progress: bool = True) -> dic
     finished = None
     if resume:
         prev = _read_summary(summary_path)
-        if prev and prev.get("run_id") == rid and prev.get("status") in ("done", "failed"):
-            if prev.get("eval") == eval_settings(cfg) or "diverged" in str(prev.get("reason", "")):
-                return prev
+        state = finished_state(prev, cfg, rid)
+        if state == "current":
+            return prev
+        if state == "relabel":
+            prev = {**prev, "status": S.DIVERGED}
+            if D.is_main():
+                atomic_write_json(summary_path, prev)
+            return prev
+        if state == "reevaluate":
             finished = prev                          # same training, other evaluation: re-evaluate
     if not resume and (run_dir / "checkpoint.pth").exists():
         raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --output")
@@ -334,30 +384,42 @@ def run(cfg: Config, run_dir, resume: bool = True, progress: bool = True) -> dic
             run_dir.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, run_dir / "config.yaml")
         trainer.t0 = t0
-        status, reason = "done", ""
+        status, reason, knn_init = S.DONE, "", None
+        old_eval = {**eval_settings(Config()), **((finished or {}).get("eval") or {})}
+        knn_same = finished is not None and all(old_eval[k] == getattr(cfg, k) for k in KNN_RESULT_KEYS)
         try:
             if finished is not None and trainer.start_epoch >= cfg.epochs and trainer.history:
                 rec = trainer.history[-1]
-                rec.pop("knn_acc", None)
-                if cfg.knn_monitor:
-                    t = time.perf_counter()
-                    rec["knn_acc"], rec["knn_seconds"] = trainer.knn(), time.perf_counter() - t
+                if not (knn_same and rec.get("knn_acc") is not None):
+                    rec.pop("knn_acc", None)
+                    if cfg.knn_monitor:
+                        t = time.perf_counter()
+                        rec["knn_acc"], rec["knn_seconds"] = trainer.knn(), time.perf_counter() - t
             else:
+                finished = None
                 trainer.fit()
         except Diverged as e:
-            status, reason = "failed", f"diverged: {e}"
-        if status == "done":
-            reason = not_converged(cfg, trainer.history)
-            status = "failed" if reason else status
+            status, reason = S.DIVERGED, f"diverged: {e}"
+        if status == S.DONE:
+            if cfg.fail_below_init and cfg.knn_monitor:
+                if finished is not None and knn_same and finished.get("knn_init") is not None:
+                    knn_init = float(finished["knn_init"])
+                else:
+                    from .baselines import knn_random_init
+                    if trainer.eval_sets is None:
+                        trainer.eval_sets = eval_loaders(cfg)
+                    knn_init = knn_random_init(cfg, trainer.device, trainer.eval_sets)
+            reason = not_converged(cfg, trainer.history, knn_init)
+            status = S.NOT_CONVERGED if reason else status
         # the time of the finished epochs (their kNN included); a diverged run also counts its last, partial one
-        wall = (trainer.history[-1]["wall_s"] if trainer.history and not reason.startswith("diverged")
+        wall = (trainer.history[-1]["wall_s"] if trainer.history and status != S.DIVERGED
                 else trainer.wall_before + time.time() - t0)
-        summary = summarize(cfg, trainer.history, status, reason, wall, trainer.device, trainer.world)
+        summary = summarize(cfg, trainer.history, status, reason, wall, trainer.device, trainer.world, knn_init)
         if D.is_main():
             if finished is not None:
                 trainer.save(len(trainer.history))           # the checkpoint's history gets the new kNN
             atomic_write_json(summary_path, summary)
-            if status == "failed":
+            if status != S.DONE:
                 atomic_write_text(run_dir / "metrics.jsonl",
                                   "".join(json.dumps(r) + "\n" for r in trainer.history))
         if D.is_dist():

@@ -34,7 +34,9 @@ def main(argv=None) -> int:
         return 2
     print(r["summary"])
     for v in r["verdicts"]:
-        print(f"  [{v.status:>14}] {v.claim}: {v.detail}")
+        note = f" ({'; '.join(v.notes)})" if v.notes else ""
+        where = f"{v.unit_name}: " if v.unit_name and "presets" in r else ""
+        print(f"  [{v.status:>12}] {where}{v.claim}: {v.effect}{note}")
     print(f"report: {r['html']}  {r['markdown']}  figures: {out / 'figures'}")
     return 0
 

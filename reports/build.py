@@ -1,8 +1,10 @@
 """Build the whole report: results table -> tables, verdicts, figures, pages.
 
 ``build(results_path, out_dir)`` writes into ``out_dir``:
-``index.html`` (self-contained), ``report.md``, ``figures/*.{png,svg,pdf}``,
-``tables/*.csv`` (the generated tables as text), ``verdicts.csv``.
+``index.html`` (self-contained), ``report.md``, ``figures/*.{png,svg,pdf}`` (the forest plot of every claim
+among them), ``tables/*.csv`` and ``tables/*.tex`` (every table as text and as LaTeX for a paper's appendix),
+``verdicts.csv`` / ``verdicts.tex``. Several presets in the table: one such report per preset in
+``<preset>/`` and an index page.
 """
 from __future__ import annotations
 
@@ -11,23 +13,64 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from . import data, figures, render, tables, verdicts
+from . import claims, data, figures, render, tables
 
 
 def build(results_path=None, out_dir="reports/out", progress: bool = True) -> dict:
+    """The report of every preset in the results table. One preset (or none): the report is ``out_dir``
+    itself. Several: one complete report per preset in ``out_dir/<preset>/`` and an index page in
+    ``out_dir`` with each preset's verdicts (presets, datasets and archs are never pooled)."""
     out_dir = Path(out_dir)
-    fig_dir = out_dir / "figures"
     res = data.load_results(results_path)
-    steps = tqdm(total=8, desc="report", disable=not progress, unit="step")
+    spec = claims.load()
+    units = res.units()
+    if len(units) <= 1:
+        name, r = units[0] if units else ("", res)
+        return build_unit(r, out_dir, name, spec, progress)
+    reports = {}
+    for name, r in units:
+        reports[name] = build_unit(r, out_dir / name, name, spec, progress)
+    vds = [v for rep in reports.values() for v in rep["verdicts"]]
+    summary = (f"Results table {res.path}: {len(res.df)} rows in {len(units)} presets, each judged on its own: "
+               + ", ".join(units_names := [n for n, _ in units]) + ".")
+    ctx = {"summary_line": summary, "units": [{"name": n, "href": f"{n}/index.html", "md": f"{n}/report.md",
+                                              "summary": reports[n]["summary"], "verdicts": reports[n]["verdicts"]}
+                                             for n in units_names]}
+    _write_verdicts(out_dir, vds)
+    render.write_atomic(out_dir / "report.md", render.index_markdown(ctx))
+    render.write_atomic(out_dir / "index.html", render.index_page(ctx))
+    return {"results": res, "presets": reports, "verdicts": vds, "html": out_dir / "index.html",
+            "markdown": out_dir / "report.md", "summary": summary}
+
+
+def _write_verdicts(out_dir: Path, vds: list) -> None:
+    vdf = pd.DataFrame([{"preset": v.unit_name, "key": v.key, "claim": v.claim, "source": v.source,
+                         "verdict": v.status, "effect_95ci": v.effect, "seeds": v.seeds, "runs": v.runs,
+                         "test": v.test, "notes": "; ".join(v.notes), "numbers": v.detail} for v in vds],
+                       columns=["preset", "key", "claim", "source", "verdict", "effect_95ci", "seeds", "runs",
+                                "test", "notes", "numbers"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    render.write_atomic(out_dir / "verdicts.csv", vdf.to_csv(index=False))
+    render.write_atomic(out_dir / "verdicts.tex", render.latex(
+        vdf[["claim", "verdict", "effect_95ci", "seeds", "test"]],
+        "Verdicts" + (f" ({vds[0].unit_name})" if vds and len({v.unit_name for v in vds}) == 1 else "")))
+
+
+def build_unit(res: data.Results, out_dir: Path, name: str, spec: dict, progress: bool = True) -> dict:
+    """The report of one preset (rows already restricted to it) into ``out_dir``."""
+    fig_dir = out_dir / "figures"
+    steps = tqdm(total=9, desc=f"report {name}".strip(), disable=not progress, unit="step")
 
     parts = {}
     for key, fn in (("table1_momentum", tables.momentum), ("fig3_mechanisms", tables.mechanisms),
                     ("figA1_shuffle_bn", tables.shuffle_bn), ("v2_table1", tables.v2),
-                    ("transfer", tables.transfer), ("cost", tables.cost)):
+                    ("transfer", tables.transfer), ("cost", tables.cost), ("baselines", tables.baselines)):
         t, extra = fn(res)
         parts[key] = {"table": t, **extra}
+    for key in ("table1_momentum", "fig3_mechanisms"):
+        parts[key]["baselines"] = parts["baselines"]["cells"]
     steps.update(1)
-    vds = verdicts.all_verdicts(res, parts)
+    vds = claims.judge_all(res.df, name, spec)
     steps.update(1)
 
     figs = {}
@@ -35,6 +78,8 @@ def build(results_path=None, out_dir="reports/out", progress: bool = True) -> di
                     ("figA1_shuffle_bn", figures.shuffle_bn), ("cost", figures.cost)):
         figs[key] = fn(res, parts[key], fig_dir)
         steps.update(1)
+    figs["forest"] = figures.forest(vds, fig_dir)
+    steps.update(1)
 
     counts = res.df["status"].value_counts().to_dict() if len(res.df) else {}
     if not res.exists:
@@ -42,16 +87,24 @@ def build(results_path=None, out_dir="reports/out", progress: bool = True) -> di
                    f"(run a grid first, e.g. `make reproduce-table`).")
     else:
         grids = [g for g in data.GRIDS if (res.df["grid"] == g).any()]
-        summary = (f"Results table {res.path}: {len(res.df)} rows ("
+        summary = ((f"Preset {name}: " if name else "") + f"results table {res.path}: {len(res.df)} rows ("
                    + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + "); grids run: "
-                   + (", ".join(grids) or "none") + ". Every number links to its run directory.")
+                   + (", ".join(grids) or "none") + ". Error rows (crash, OOM, lost job) are no result and "
+                   "enter no table or verdict. Every number links to its run directory.")
     ref = [f"{p.name}: " + "; ".join(sorted(set(data.paper(p.stem)["source"].astype(str))))
            for p in sorted(data.PAPER_DIR.glob("*.csv"))]
     ctx = {
+        "title_suffix": f" — preset {name}" if name else "",
         "summary_line": summary,
         "verdicts": vds,
+        "claims_version": spec.get("version"),
+        "alpha": spec["alpha"],
+        "forest": {"key": "forest", "files": figs["forest"],
+                   "alt": "Forest plot: every claim's effect with its 95 % confidence interval"},
         "sources": ref,
         "sections": [
+            {"key": "baselines", "title": "Baselines: random init and raw pixels",
+             "tables": [parts["baselines"]["table"]]},
             {"key": "fig3", "title": "MoCo Fig. 3: contrastive loss mechanisms",
              "figures": [{"key": "fig3_mechanisms", "files": figs["fig3_mechanisms"],
                           "alt": "Fig. 3: accuracy vs K per mechanism, ours (left) and the paper (right)"}],
@@ -76,13 +129,9 @@ def build(results_path=None, out_dir="reports/out", progress: bool = True) -> di
     }
     for sec in ctx["sections"]:
         for t in sec.get("tables", []):
-            tmp = out_dir / "tables" / f".{t.key}.tmp.csv"
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            t.frame().to_csv(tmp, index=False)
-            tmp.replace(out_dir / "tables" / f"{t.key}.csv")
-    vdf = pd.DataFrame([{"claim": v.claim, "source": v.source, "verdict": v.status, "runs": v.runs,
-                         "seeds": v.seeds, "numbers": v.detail} for v in vds])
-    render.write_atomic(out_dir / "verdicts.csv", vdf.to_csv(index=False))
+            render.write_atomic(out_dir / "tables" / f"{t.key}.csv", t.frame().to_csv(index=False))
+            render.write_atomic(out_dir / "tables" / f"{t.key}.tex", render.latex(t.frame(), t.title, t.caption))
+    _write_verdicts(out_dir, vds)
     steps.update(1)
     render.write_atomic(out_dir / "report.md", render.markdown(ctx, out_dir))
     render.write_atomic(out_dir / "index.html", render.page(ctx, out_dir))
@@ -90,4 +139,4 @@ def build(results_path=None, out_dir="reports/out", progress: bool = True) -> di
     steps.close()
     return {"results": res, "parts": parts, "verdicts": vds, "figures": figs,
             "html": out_dir / "index.html", "markdown": out_dir / "report.md",
-            "summary": summary}
+            "summary": summary, "preset": name}

@@ -22,6 +22,7 @@ class Cell:
     n_failed: int = 0
     reason: str = ""
     runs: list = field(default_factory=list)   # resolved run directories (Path)
+    values: list = field(default_factory=list)  # the per-seed values behind the mean (figures plot them)
     text: str = ""
     digits: int = 1
 
@@ -45,7 +46,7 @@ class Cell:
         if self.kind == "value" and self.n > 1:
             parts.append(f"n={self.n}")
         if self.n_failed and self.kind == "value":
-            parts.append(f"{self.n_failed} failed")
+            parts.append(f"{self.n_failed} diverged/not converged")
         return ", ".join(parts)
 
     @property
@@ -71,14 +72,15 @@ def number(x, digits: int = 1, runs=None) -> Cell:
 def aggregate(rows: pd.DataFrame, metric: str, run_path, digits: int = 1) -> Cell:
     """Mean ± std of ``metric`` over the finished runs in ``rows`` (seeds/trials).
 
-    No finished run but a failed one -> ``fail`` (as the paper prints m=0);
-    no run at all -> ``not run``.
+    No finished run but a diverged or not-converged one -> ``fail`` (as the paper prints m=0); no run at all
+    -> ``not run``. An ``error`` row (crash, OOM, lost job) is no result: it is not counted or linked.
     """
     if rows is None or len(rows) == 0:
         return Cell(kind="not_run")
+    rows = rows[rows["status"] != "error"]
     runs = [p for p in (run_path(r) for r in rows["run_dir"]) if p is not None]
     done = rows[(rows["status"] == "done") & rows[metric].notna()]
-    failed = rows[rows["status"] == "failed"]
+    failed = rows[rows["status"].isin(["diverged", "not_converged"])]
     reason = "; ".join(sorted({str(r) for r in failed["reason"] if r}))
     if len(done) == 0:
         if len(failed):
@@ -87,7 +89,7 @@ def aggregate(rows: pd.DataFrame, metric: str, run_path, digits: int = 1) -> Cel
     vals = done[metric].to_numpy(dtype=float)
     std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
     return Cell(kind="value", mean=float(vals.mean()), std=std, n=len(vals),
-                n_failed=len(failed), reason=reason, runs=runs, digits=digits)
+                n_failed=len(failed), reason=reason, runs=runs, digits=digits, values=vals.tolist())
 
 
 @dataclass

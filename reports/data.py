@@ -17,12 +17,15 @@ import numpy as np
 import pandas as pd
 
 from ablations import results as results_table
+from pretrain import status
 from .errors import ReportError
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-GRIDS = ("fig3_mechanisms", "table1_momentum", "figA1_shuffle_bn", "v2_table1", "transfer")
+GRIDS = ("fig3_mechanisms", "table1_momentum", "figA1_shuffle_bn", "v2_table1", "transfer", "baselines")
+RESULT_STATUSES = ("done", "diverged", "not_converged")   # results; `error` rows never are
+FAILED = ("diverged", "not_converged")
 MECHANISMS = ("moco", "end_to_end", "memory_bank")
 MECH_LABEL = {"moco": "MoCo", "end_to_end": "end-to-end", "memory_bank": "memory bank"}
 METRIC_LABEL = {"lincls_acc1": "linear top-1 (%)", "knn_acc": "kNN top-1 (%)",
@@ -71,6 +74,29 @@ class Results:
     def grid(self, name: str) -> pd.DataFrame:
         return self.df[self.df["grid"] == name].copy()
 
+    def units(self) -> list[tuple[str, "Results"]]:
+        """The table split into what may be compared: one part per preset, and per (dataset, arch) where a
+        preset's runs use several (``--set dataset=...``). Rows are never pooled across parts."""
+        df = self.df
+        if not len(df):
+            return []
+        preset = df["preset"].fillna("unspecified")
+        out = []
+        for p in sorted(preset.unique()):
+            sub = df[preset == p]
+            combos = sub[sub["grid"] != "transfer"][["dataset", "arch"]].drop_duplicates()
+            combos = combos[combos.notna().any(axis=1)]
+            if len(combos) <= 1:
+                out.append((p, sub))
+                continue
+            for i, (ds, arch) in enumerate(combos.itertuples(index=False)):
+                m = (sub["dataset"] == ds) & (sub["arch"] == arch)
+                if i == 0:      # rows without dataset/arch (transfer) go with the first
+                    m |= sub["dataset"].isna() & sub["arch"].isna()
+                out.append((f"{p}-{ds}-{arch}", sub[m]))
+        return [(name, Results(df=d.reset_index(drop=True), path=self.path, exists=self.exists,
+                               base_dirs=self.base_dirs)) for name, d in out]
+
     def run_path(self, run_dir) -> Path | None:
         """The run directory of a row, resolved (absolute, or relative to the
         results table's folder, the repository root or the working directory)."""
@@ -88,11 +114,11 @@ class Results:
 
 
 NUMERIC = ["moco_k", "moco_m", "moco_t", "bn_splits", "epochs", "batch_size", "lr", "seed",
-           "loss", "pretext_acc1", "pretext_acc5", "knn_acc", "lincls_acc1", "lincls_acc5",
+           "loss", "pretext_acc1", "pretext_acc5", "knn_acc", "knn_init", "lincls_acc1", "lincls_acc5",
            "wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "trial",
            "AP50", "AP", "AP75", "APm"]
-TEXT = ["grid", "run_id", "run_dir", "status", "reason", "mechanism", "shuffle_bn", "task",
-        "weights", "preset", "arch", "dataset", "config"]
+TEXT = ["grid", "run_id", "run_dir", "status", "reason", "error_kind", "mechanism", "shuffle_bn", "task",
+        "weights", "preset", "arch", "dataset", "config", "baseline"]
 FLAGS = ["mlp", "aug_plus", "cos"]
 
 
@@ -111,13 +137,19 @@ def load_results(path: str | os.PathLike | None) -> Results:
         raise ReportError(f"cannot read results table {p}: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None
     df = df.copy()
+    for c in NUMERIC + TEXT:
+        if c not in df.columns:
+            df[c] = pd.NA
     for c in NUMERIC:
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     for c in TEXT:
         df[c] = pd.Series([_to_text(v) for v in df[c].tolist()], index=df.index, dtype=object)
     for c in FLAGS:
         df[c] = df[c].astype(object).map(_to_bool)
-    df["status"] = df["status"].map(lambda s: (s or "").lower())
+    # status as stored; a table written before diverged/not_converged were told apart says `failed`, read
+    # once here through the pretrainer's one legacy mapping
+    df["status"] = [status.from_summary({"status": (s or "").lower(), "reason": r or ""})
+                    for s, r in zip(df["status"], df["reason"])]
     df["mechanism"] = df["mechanism"].map(lambda s: s.replace("-", "_").lower() if s else s)
     df["shuffle_bn"] = df["shuffle_bn"].map(lambda s: s.lower() if s else s)
     # end-to-end: K is the batch size (the paper's Fig. 3) when the row does not say K

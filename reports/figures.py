@@ -4,7 +4,11 @@
 * ``table1_momentum``: MoCo Table 1 as a plot, accuracy vs m, ours | paper,
 * ``figA1_shuffle_bn``: MoCo Fig. A.1, pretext and kNN accuracy over epochs,
   shuffle-BN on (solid) vs off (dashed),
-* ``cost``: throughput and peak memory vs K per mechanism.
+* ``cost``: throughput and peak memory vs K per mechanism,
+* ``forest``: every claim's effect with its 95 % CI and the zero line (the whole reproduction in one picture).
+
+Accuracy figures show every seed as a dot beside the mean line, and the baselines (random init, raw pixels)
+as horizontal lines.
 
 Every figure is written as PNG, SVG and PDF (temp file + rename).
 """
@@ -17,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
@@ -79,9 +84,9 @@ def fig3(res: data.Results, mech: dict, out_dir: Path) -> dict:
             ok = [(k, c) for k, c in pts if c.kind == "value"]
             if ok:
                 any_line = True
-                a.errorbar([k for k, _ in ok], [c.mean for _, c in ok],
-                           yerr=[c.std if c.n > 1 else 0 for _, c in ok], color=COLORS[m],
-                           marker=MARKERS[m], capsize=3, label=data.MECH_LABEL[m])
+                a.plot([k for k, _ in ok], [c.mean for _, c in ok], color=COLORS[m],
+                       marker=MARKERS[m], label=data.MECH_LABEL[m] + " (mean; dots = seeds)")
+                _seed_points(a, [(k, c) for k, c in ok], COLORS[m], log=True)
             failed = [k for k, c in pts if c.kind == "fail"]
             if failed:
                 a.plot(failed, [0.04] * len(failed), transform=a.get_xaxis_transform(),
@@ -95,6 +100,7 @@ def fig3(res: data.Results, mech: dict, out_dir: Path) -> dict:
             _log2_k(a, [256, 1024, 4096, 16384, 65536])
         if not any_line:
             _not_run(a, "not run" if not all_k else "no finished run")
+        _baseline_lines(a, mech.get("baselines"), metric)
         a.margins(y=0.12)
         a.set_ylabel(data.METRIC_LABEL[metric].replace("(%)", "accuracy (%)"))
         a.set_title(f"ours ({res.grid('fig3_mechanisms')['preset'].dropna().iloc[0]} preset)"
@@ -140,8 +146,11 @@ def momentum(res: data.Results, mom: dict, out_dir: Path) -> dict:
             xs = list(range(len(ms)))
             ok = [(i, vals[m]) for i, m in enumerate(ms) if m in vals and vals[m][0] == "value"]
             if ok:
-                ax.errorbar([i for i, _ in ok], [v[1] for _, v in ok], yerr=[v[2] for _, v in ok],
-                            color=COLORS["moco"], marker="o", capsize=3, label="MoCo")
+                ax.plot([i for i, _ in ok], [v[1] for _, v in ok], color=COLORS["moco"], marker="o",
+                        label="MoCo" + (" (mean; dots = seeds)" if ax is a else ""))
+                if ax is a:
+                    _seed_points(ax, [(i, cells[ms[i]]) for i, _ in ok], COLORS["moco"])
+                    _baseline_lines(ax, mom.get("baselines"), mom["metric"])
                 for i, v in ok:
                     ax.annotate(f"{v[1]:.1f}", (i, v[1]), textcoords="offset points",
                                 xytext=(0, 7), ha="center", fontsize=8)
@@ -167,6 +176,72 @@ def momentum(res: data.Results, mom: dict, out_dir: Path) -> dict:
         fig.suptitle("Momentum m of the key encoder (MoCo Sec. 4.1 ablation)")
         fig.tight_layout()
         return save(fig, out_dir, "table1_momentum")
+
+
+def _seed_points(ax, pts, color, log: bool = False):
+    """Every seed's value as a small dot beside the mean line (jittered sideways so equal values show)."""
+    for x, c in pts:
+        vals = list(getattr(c, "values", []) or [])
+        if len(vals) < 2:
+            continue
+        n = len(vals)
+        off = np.linspace(-0.08, 0.08, n)
+        xs = [x * (2 ** o) if log else x + o for o in off]
+        ax.plot(xs, vals, ls="none", marker=".", ms=4, color=color, alpha=0.55)
+
+
+BASELINE_STYLE = {"random_init": ("#8c564b", ":", "random init"), "raw_pixels": ("#7f7f7f", "-.", "raw pixels")}
+
+
+def _baseline_lines(ax, base: dict | None, metric: str):
+    """Horizontal lines at the baselines (same protocol as ``metric``): what the learned features must beat."""
+    for b, (color, ls, label) in BASELINE_STYLE.items():
+        c = (base or {}).get(b, {}).get(metric)
+        if c is not None and c.kind == "value":
+            ax.axhline(c.mean, color=color, ls=ls, lw=1.2, label=f"baseline: {label} ({c.mean:.1f})")
+
+
+def forest(verdicts: list, out_dir: Path) -> dict:
+    """Every claim's effect (oriented: > 0 is the paper's direction) with its 95 % CI and the zero line, one
+    row per part, grouped by unit (accuracy points, relative cost %, failure-rate points)."""
+    groups = {"pt": "accuracy difference (points)", "%": "relative difference (%)",
+              "pp": "failure-rate difference (points)"}
+    rows = {u: [] for u in groups}
+    for v in verdicts:
+        for p in v.parts:
+            rows[p.unit].append((f"{v.key}: {p.label}" if len(v.parts) > 1 else v.key, p))
+    used = [u for u in groups if rows[u]]
+    colors = {"reproduced": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#bf8700",
+              "not run": "#6e7781"}
+    with plt.rc_context(STYLE):
+        heights = [max(len(rows[u]), 1) for u in used] or [1]
+        fig, axes = plt.subplots(len(heights), 1, figsize=(10, 1.2 + 0.32 * sum(heights) + 0.6 * len(heights)),
+                                 gridspec_kw={"height_ratios": heights}, squeeze=False)
+        if not used:
+            _not_run(axes[0][0], "no claim with a result")
+            axes[0][0].set_yticks([])
+        for ax, u in zip([a[0] for a in axes], used):
+            items = rows[u]
+            ys = list(range(len(items)))[::-1]
+            for y, (label, p) in zip(ys, items):
+                e = p.est
+                col = colors.get(p.outcome, "#333333")
+                if e.n and np.isfinite(e.effect):
+                    if np.isfinite(e.low):
+                        ax.plot([e.low, e.high], [y, y], color=col, lw=2.2)
+                    ax.plot([e.effect], [y], marker="D" if e.n > 1 else "o", color=col, ms=6,
+                            mfc=col if e.n > 1 else "white")
+                else:
+                    ax.plot([0], [y], marker="x", color=col, ms=6)
+            ax.axvline(0, color="#333333", lw=1)
+            ax.set_yticks(ys)
+            ax.set_yticklabels([f"{label} (n={p.est.n}, {p.outcome})" for label, p in items], fontsize=8)
+            ax.set_xlabel(groups[u] + " — right of 0 = the paper's direction")
+            ax.grid(axis="y", alpha=0)
+        fig.suptitle("Every claim: effect and 95 % CI (green reproduced, red contradicted, amber inconclusive, "
+                     "grey not run; open circle = one seed, no CI)", fontsize=9.5)
+        fig.tight_layout()
+        return save(fig, out_dir, "forest")
 
 
 def _curves(res: data.Results, rows: pd.DataFrame):

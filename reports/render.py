@@ -11,7 +11,32 @@ from pretrain.checkpoint import atomic_write_text
 
 from .cells import Cell, Table
 
-STATUS_COLOR = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "not run": "#6e7781"}
+STATUS_COLOR = {"reproduced": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#bf8700",
+                "not run": "#6e7781"}
+VERDICT_COLUMNS = ["claim", "source", "verdict", "effect ± 95 % CI", "seeds", "test", "numbers behind it"]
+
+
+def latex(frame, caption: str = "", note: str = "") -> str:
+    """A table as LaTeX (pandas ``Styler.to_latex``, booktabs rules, special characters escaped)."""
+    import pandas as pd
+    df = pd.DataFrame(frame).astype(str)
+    st = df.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    cap = caption + (f". {note}" if note else "")
+    tex = st.to_latex(hrules=True, caption=cap.replace("%", r"\%").replace("_", r"\_").replace("&", r"\&")
+                      .replace("#", r"\#") or None, position_float="centering")
+    for u, t in LATEX_SYMBOLS.items():
+        tex = tex.replace(u, t)
+    return tex
+
+
+# what pdflatex cannot typeset from UTF-8 without extra packages
+LATEX_SYMBOLS = {"±": r"$\pm$", "τ": r"$\tau$", "α": r"$\alpha$", "≈": r"$\approx$", "≥": r"$\geq$",
+                 "≤": r"$\leq$", "→": r"$\rightarrow$", "✓": r"$\checkmark$", "—": "---", "−": "-", "₂": "$_2$",
+                 "…": r"\ldots{}"}
+
+
+def _verdict_note(v) -> str:
+    return "; ".join(v.notes)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -52,14 +77,14 @@ def md_table(t: Table, out_dir: Path) -> str:
 
 
 def markdown(ctx: dict, out_dir: Path) -> str:
-    L = ["# mocobench: MoCo / MoCo v2 ablations, ours vs the paper", ""]
+    L = ["# mocobench: MoCo / MoCo v2 ablations, ours vs the paper" + ctx.get("title_suffix", ""), ""]
     L += [ctx["summary_line"], ""]
-    L += ["## Verdicts", "", "| claim | source | verdict | runs | seeds | numbers |",
-          "|---|---|---|---|---|---|"]
-    for v in ctx["verdicts"]:
-        L.append(f"| {_md_escape(v.claim)} | {v.source} | **{v.status}** | {v.runs} | {v.seeds} | "
-                 f"{_md_escape(v.detail)} |")
-    L.append("")
+    L += md_verdicts(ctx["verdicts"], ctx.get("alpha", 0.05), ctx.get("claims_version"))
+    f = ctx.get("forest")
+    if f:
+        L += [f"![{f['alt']}]({_rel(f['files']['png'], out_dir)})", "",
+              f"*{f['alt']}* — [SVG]({_rel(f['files']['svg'], out_dir)}), [PDF]({_rel(f['files']['pdf'], out_dir)})",
+              ""]
     for sec in ctx["sections"]:
         L += [f"## {sec['title']}", ""]
         for f in sec.get("figures", []):
@@ -75,6 +100,71 @@ def markdown(ctx: dict, out_dir: Path) -> str:
     return "\n".join(L)
 
 
+def md_verdicts(vds, alpha: float = 0.05, version=None, heading: str = "## Verdicts") -> list[str]:
+    L = [heading, "", f"Each claim is a test declared in `ablations/claims.yaml`"
+         + (f" (version {version})" if version is not None else "") + f", judged over paired seeds at α = "
+         f"{alpha:g}: reproduced = the 95 % CI of the effect is above 0 in the paper's direction and the test "
+         "passes; contradicted = the CI is below 0; otherwise inconclusive.", "",
+         "| " + " | ".join(VERDICT_COLUMNS) + " |", "|" + "---|" * len(VERDICT_COLUMNS)]
+    for v in vds:
+        note = _verdict_note(v)
+        L.append(f"| {_md_escape(v.claim)} | {v.source} | **{v.status}**"
+                 + (f" ({_md_escape(note)})" if note else "")
+                 + f" | {_md_escape(v.effect)} | {v.seeds} | {_md_escape(v.test)} | {_md_escape(v.detail)} |")
+    L.append("")
+    return L
+
+
+def index_markdown(ctx: dict) -> str:
+    L = ["# mocobench: MoCo / MoCo v2 ablations, ours vs the paper (one report per preset)", "",
+         ctx["summary_line"], ""]
+    for u in ctx["units"]:
+        L += [f"## Preset {u['name']}", "", f"Full report: [{u['md']}]({u['md']})", "", u["summary"], ""]
+        L += md_verdicts(u["verdicts"], heading="### Verdicts")
+    return "\n".join(L)
+
+
+def index_page(ctx: dict) -> str:
+    H = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+         "<title>mocobench report: one report per preset</title>", f"<style>{CSS}</style></head><body>",
+         "<h1>mocobench: MoCo / MoCo v2 ablations, ours vs the paper</h1>",
+         f'<p class="summary">{html.escape(ctx["summary_line"])}</p>']
+    for u in ctx["units"]:
+        H.append(f'<h2 id="{html.escape(u["name"], quote=True)}">Preset {html.escape(u["name"])}</h2>')
+        H.append(f'<p><a href="{html.escape(u["href"], quote=True)}">full report</a> — '
+                 f'{html.escape(u["summary"])}</p>')
+        H.append(html_verdicts(u["verdicts"]))
+    H.append("</body></html>")
+    return "\n".join(H) + "\n"
+
+
+def _html_effect(v) -> str:
+    """One line per part: the effect with its 95 % CI, coloured by the part's outcome."""
+    if not v.parts:
+        return "—"
+    lines = []
+    for p in v.parts:
+        label = f"{html.escape(p.label)}: " if len(v.parts) > 1 else ""
+        lines.append(f'<span style="color:{STATUS_COLOR[p.outcome]}">{label}{html.escape(p.effect_text())}</span>')
+    return "<br>".join(lines)
+
+
+def html_verdicts(vds) -> str:
+    H = ['<table data-table="verdicts"><tr>' + "".join(f"<th>{html.escape(c)}</th>" for c in VERDICT_COLUMNS)
+         + "</tr>"]
+    for v in vds:
+        note = _verdict_note(v)
+        H.append(f'<tr data-claim="{v.key}"><td>{html.escape(v.claim)}</td><td>{html.escape(v.source)}</td>'
+                 f'<td><span class="badge" style="background:{STATUS_COLOR[v.status]}">{v.status}</span>'
+                 + (f"<br><small>{html.escape(note)}</small>" if note else "")
+                 + f"</td><td class=eff>{_html_effect(v)}</td><td class=num>{v.seeds}</td>"
+                 f"<td><small>{html.escape(v.test)}</small></td>"
+                 f"<td><details><summary><small>{len(v.parts)} comparison(s)</small></summary><small>"
+                 + "<br>".join(html.escape(x) for x in v.detail.split("; ")) + "</small></details></td></tr>")
+    H.append("</table>")
+    return "\n".join(H)
+
+
 # ------------------------------------------------------------------------ HTML
 CSS = """
 body{font-family:-apple-system,'DejaVu Sans',Helvetica,Arial,sans-serif;margin:2em auto;
@@ -86,6 +176,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f6f8fa}
 td.num{text-align:right;white-space:nowrap}
+td.eff{white-space:nowrap;font-size:.85em}
 td.fail{color:#cf222e;font-weight:600;text-align:right}
 td.notrun{color:#6e7781;font-style:italic;text-align:right}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-weight:600;
@@ -141,16 +232,22 @@ def page(ctx: dict, out_dir: Path) -> str:
          '<meta name="viewport" content="width=device-width, initial-scale=1">',
          "<title>mocobench report: MoCo / MoCo v2 ablations vs the paper</title>",
          f"<style>{CSS}</style></head><body>",
-         "<h1>mocobench: MoCo / MoCo v2 ablations, ours vs the paper</h1>",
+         "<h1>mocobench: MoCo / MoCo v2 ablations, ours vs the paper" + html.escape(ctx.get("title_suffix", ""))
+         + "</h1>",
          f'<p class="summary">{html.escape(ctx["summary_line"])}</p>',
-         '<h2 id="verdicts">Verdicts</h2>', '<table data-table="verdicts"><tr><th>claim</th>'
-         "<th>source</th><th>verdict</th><th>runs</th><th>seeds</th><th>numbers behind it</th></tr>"]
-    for v in ctx["verdicts"]:
-        H.append(f'<tr data-claim="{v.key}"><td>{html.escape(v.claim)}</td><td>{html.escape(v.source)}</td>'
-                 f'<td><span class="badge" style="background:{STATUS_COLOR[v.status]}">'
-                 f"{v.status}</span></td><td class=num>{v.runs}</td><td class=num>{v.seeds}</td>"
-                 f"<td>{html.escape(v.detail)}</td></tr>")
-    H.append("</table>")
+         '<h2 id="verdicts">Verdicts</h2>',
+         f'<p class="caption">Each claim is a test declared in ablations/claims.yaml (version '
+         f'{html.escape(str(ctx.get("claims_version")))}), judged over paired seeds at α = {ctx.get("alpha", 0.05):g}: '
+         "reproduced = the 95 % CI of the effect is above 0 in the paper's direction and the test passes; "
+         "contradicted = the CI is below 0; otherwise inconclusive.</p>",
+         html_verdicts(ctx["verdicts"])]
+    f = ctx.get("forest")
+    if f:
+        files = f["files"]
+        H.append(f'<figure><img src="{_img_b64(files["png"])}" alt="{html.escape(f["alt"], quote=True)}" '
+                 f'data-figure="{f["key"]}"><figcaption>{html.escape(f["alt"])} — '
+                 f'<a href="{_rel(files["svg"], out_dir)}">SVG</a>, '
+                 f'<a href="{_rel(files["pdf"], out_dir)}">PDF</a></figcaption></figure>')
     for sec in ctx["sections"]:
         H.append(f'<h2 id="{sec["key"]}">{html.escape(sec["title"])}</h2>')
         for f in sec.get("figures", []):

@@ -104,7 +104,7 @@ def mechanisms(res: data.Results) -> tuple[Table, dict]:
         row = [text(fmt_k(k))]
         for mech in data.MECHANISMS:
             if mech == "end_to_end" and k > kmax:
-                row.append(na("— (K > 1024)"))
+                row.append(na(f"— (K > {kmax})"))
             else:
                 row.append(ours.get((mech, k), Cell(kind="not_run")))
             p = paper[(paper["mechanism"] == mech) & np.isclose(paper["moco_k"].astype(float), k)]
@@ -291,6 +291,31 @@ def cost(res: data.Results) -> tuple[Table, dict]:
                "wall time (s)", "runs"], body,
               caption=f"Finished runs of {src}. The paper: end-to-end is limited by memory "
                       f"(K = batch size, at most 1024 on 8 V100 32GB).")
+    return t, {"cells": cells}
+
+
+# ------------------------------------------------------------------- baselines
+BASELINE_LABEL = {"random_init": "the same network at random init", "raw_pixels": "raw pixels"}
+
+
+def baselines(res: data.Results) -> tuple[Table, dict]:
+    """What the learned features must beat, with the same protocols (``python -m ablations baselines``)."""
+    rows = res.grid("baselines")
+    rows = rows[rows["status"] == "done"] if len(rows) else rows
+    body, cells = [], {}
+    for b in ("random_init", "raw_pixels"):
+        sub = rows[rows["baseline"] == b] if len(rows) else rows
+        knn = aggregate(sub, "knn_acc", res.run_path)
+        lin = aggregate(sub, "lincls_acc1", res.run_path)
+        cells[b] = {"knn_acc": knn, "lincls_acc1": lin}
+        seeds = int(sub["seed"].nunique()) if len(sub) else 0
+        body.append([text(BASELINE_LABEL[b]), knn, lin, text(seeds)])
+    t = Table("baselines", "Baselines: doing nothing",
+              ["features", "kNN top-1 (%)", "linear top-1 (%)", "seeds"], body,
+              caption="The same kNN (k, t, train subset) and linear protocols as the learned features, applied "
+                      "to the untrained network (mean ± sd over its seeds) and to the flattened normalised "
+                      "pixels. Learned features that do not beat these have learned nothing the report can "
+                      "judge. Computed by `python -m ablations baselines --preset P`.")
     return t, {"cells": cells}
 
 

@@ -67,10 +67,14 @@ def slurm_cluster():
         subprocess.run(["bash", str(CLUSTER_SH), "down"], capture_output=True, text=True, timeout=120)
 
 
-def write_grid(path: Path, name: str, sweep: list, fixed: dict | None = None, evals=("knn",)) -> Path:
-    """A small grid file in the format of ablations/grids/*.yaml."""
-    path.write_text(yaml.safe_dump({"name": name, "paper": "test", "eval": list(evals),
-                                    "fixed": {**FAST, **(fixed or {})}, "sweep": sweep, "presets": {"tiny": {}}}))
+def write_grid(path: Path, name: str, sweep: list, fixed: dict | None = None, evals=("knn",), seeds=1) -> Path:
+    """A small grid file in the format of ablations/grids/*.yaml (one seed unless ``seeds``; None: the
+    preset's default)."""
+    g = {"name": name, "paper": "test", "eval": list(evals), "fixed": {**FAST, **(fixed or {})}, "sweep": sweep,
+         "presets": {"tiny": {}}}
+    if seeds is not None:
+        g["seeds"] = seeds
+    path.write_text(yaml.safe_dump(g))
     return path
 
 

@@ -1,6 +1,6 @@
-"""The report (issue 5) built from fixture results tables: table values,
-verdicts (a table where the claims hold, one where they fail, a partial one,
-none at all), figure files, links to run directories, CLI errors."""
+"""The report built from fixture results tables (reports/fixtures/make_fixtures.py, 8 paired seeds): table
+values, verdicts (a table where the claims hold, one where they are reversed, a partial one, none at all),
+figure files, LaTeX tables, links to run directories, CLI errors."""
 from __future__ import annotations
 
 import base64
@@ -20,22 +20,27 @@ from PIL import Image
 from reports.build import build
 
 ROOT = Path(__file__).resolve().parent.parent
-FIX = ROOT / "reports" / "fixtures"
-GOOD = FIX / "results_fixture.csv"
-BAD = FIX / "results_fixture_fail.csv"
-FIGURES = ("fig3_mechanisms", "table1_momentum", "figA1_shuffle_bn", "cost")
+FIGURES = ("fig3_mechanisms", "table1_momentum", "figA1_shuffle_bn", "cost", "forest")
+CLAIMS = {"m0_fails", "momentum_helps", "momentum_saturates", "moco_ge_bank", "rises_with_k", "e2e_memory_grows",
+          "moco_cheaper", "shuffle_bn", "mlp_aug"}
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory):
+def fixtures(tmp_path_factory):
+    from reports.fixtures.make_fixtures import write_all
+    return write_all(tmp_path_factory.mktemp("fixtures"))
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory, fixtures):
     out = tmp_path_factory.mktemp("report_good")
-    return build(GOOD, out, progress=False), out
+    return build(fixtures["good"], out, progress=False), out
 
 
 @pytest.fixture(scope="module")
-def bad(tmp_path_factory):
+def bad(tmp_path_factory, fixtures):
     out = tmp_path_factory.mktemp("report_bad")
-    return build(BAD, out, progress=False), out
+    return build(fixtures["bad"], out, progress=False), out
 
 
 def _verdicts(r):
@@ -46,35 +51,44 @@ def _table(r, key):
     return r["parts"][key]["table"]
 
 
+def _mean_sd(df, digits=1):
+    x = df.to_numpy(dtype=float)
+    return f"{x.mean():.{digits}f} ± {x.std(ddof=1):.{digits}f}"
+
+
 # ----------------------------------------------------------------- table values
-def test_momentum_table_values(good):
+def test_momentum_table_values(good, fixtures):
     r, _ = good
+    raw = pd.read_csv(fixtures["good"])
     t = _table(r, "table1_momentum")
     f = t.frame().set_index("m")
     assert r["parts"]["table1_momentum"]["metric"] == "lincls_acc1"  # every run has lincls
     assert "linear top-1" in t.columns[1]
-    # m=0: our run failed, rendered "fail" exactly as the paper prints it
+    # m=0: every seed not_converged, rendered "fail" exactly as the paper prints it
     assert f.loc["0", t.columns[1]] == "fail"
     assert f.loc["0", t.columns[-1]] == "fail"
-    assert f.loc["0.999", t.columns[1]] == "64.6 ± 0.3"       # mean ± std of 64.8, 64.4
-    assert f.loc["0.999", "runs"] == "2"
+    want = raw[(raw["grid"] == "table1_momentum") & (raw["moco_m"] == 0.999)]["lincls_acc1"]
+    assert f.loc["0.999", t.columns[1]] == _mean_sd(want)       # mean ± sd over the 8 seeds
+    assert f.loc["0.999", "runs"] == "8"
     assert [f.loc[m, t.columns[-1]] for m in ("0.9", "0.99", "0.999", "0.9999")] == \
         ["55.2", "57.8", "59.0", "58.9"]
     cell = t.find("0.999")[1]
-    assert cell.n == 2 and cell.mean == pytest.approx(64.6) and cell.std == pytest.approx(0.2828, abs=1e-3)
-    assert "loss oscillates" in t.find("0")[1].reason
+    assert cell.n == 8 and cell.mean == pytest.approx(want.mean()) and cell.std == pytest.approx(want.std(ddof=1))
+    assert sorted(cell.values) == pytest.approx(sorted(want))    # the per-seed points the figure plots
+    assert "random init" in t.find("0")[1].reason
 
 
-def test_fig3_table_values(good):
+def test_fig3_table_values(good, fixtures):
     r, _ = good
+    raw = pd.read_csv(fixtures["good"])
     t = _table(r, "fig3_mechanisms")
     f = t.frame().set_index("K")
-    assert r["parts"]["fig3_mechanisms"]["metric"] == "knn_acc"    # no lincls in this grid
-    assert "kNN" in t.caption
-    assert f.loc["256", "MoCo (ours)"] == "70.3 ± 0.3"
-    assert f.loc["16384", "memory bank (ours)"] == "71.0"
-    assert f.loc["512", "end-to-end (ours)"] == "70.2"
-    assert f.loc["1024", "end-to-end (ours)"] == "fail"                     # OOM run
+    assert r["parts"]["fig3_mechanisms"]["metric"] == "lincls_acc1"
+    moco256 = raw[(raw["mechanism"] == "moco") & (raw["moco_k"] == 256) & (raw["grid"] == "fig3_mechanisms")]
+    assert f.loc["256", "MoCo (ours)"] == _mean_sd(moco256["lincls_acc1"])
+    # the OOM crash is an error: no result, so K=1024 end-to-end shows the 8 finished seeds only
+    cell = [row for row in t.rows if row[0].label() == "1024"][0][3]
+    assert cell.kind == "value" and cell.n == 8 and cell.n_failed == 0
     assert f.loc["4096", "end-to-end (ours)"] == "— (K > 1024)"             # beyond the paper
     assert "K=4096 are beyond the paper's limit" in t.caption
     assert f.loc["4096", "MoCo (paper)"] == "59.0"
@@ -84,25 +98,20 @@ def test_fig3_table_values(good):
     assert ("end_to_end", 4096.0) not in r["parts"]["fig3_mechanisms"]["cells"]
 
 
-def test_shuffle_v2_transfer_cost_values(good):
+def test_shuffle_v2_transfer_cost_baseline_values(good, fixtures):
     r, _ = good
+    raw = pd.read_csv(fixtures["good"])
     a1 = _table(r, "figA1_shuffle_bn").frame()
     row = a1[(a1["mechanism"] == "MoCo") & (a1["shuffle BN"] == "off")].iloc[0]
-    assert (row["final pretext top-1 (%)"], row["final kNN top-1 (%)"]) == ("99.2", "55.0")
-    row = a1[(a1["mechanism"] == "end-to-end") & (a1["shuffle BN"] == "on (split)")].iloc[0]
-    assert (row["final pretext top-1 (%)"], row["final kNN top-1 (%)"]) == ("80.0", "60.0")
+    src = raw[(raw["grid"] == "figA1_shuffle_bn") & (raw["mechanism"] == "moco") & (raw["shuffle_bn"] == "off")]
+    assert row["final kNN top-1 (%)"] == _mean_sd(src["knn_acc"])
 
     v2 = _table(r, "v2_table1").frame()
     acc = [c for c in v2.columns if c.startswith("ours: linear")][0]
-    by = {(a, b): (x, y) for a, b, x, y in zip(v2["ours"], v2["τ"], v2[acc],
-                                              v2["paper: ImageNet linear top-1 (%)"])}
-    assert by[("MoCo v1", "0.07")] == ("50.0", "60.6")
-    assert by[("MLP", "0.2")] == ("54.0", "66.2")
-    assert by[("MLP", "0.07")] == ("51.0", "62.9")
-    assert by[("aug+", "0.07")] == ("52.5", "63.4")
-    assert by[("MLP + aug+", "0.2")] == ("56.0", "67.3")
-    assert by[("MLP + aug+ + cos", "0.2")] == ("56.4", "67.5")
-    assert by[("MLP + aug+ + cos (long)", "0.2")] == ("60.1", "71.1")
+    by = {(a, b): y for a, b, y in zip(v2["ours"], v2["τ"], v2["paper: ImageNet linear top-1 (%)"])}
+    assert by[("MoCo v1", "0.07")] == "60.6" and by[("MLP", "0.2")] == "66.2"
+    assert by[("MLP + aug+ + cos (long)", "0.2")] == "71.1"
+    assert v2[acc].str.contains("±").sum() == 6
     sup = v2[v2["paper row"] == "supervised"].iloc[0]
     assert sup["paper: VOC07 AP50/AP/AP75"] == "81.3/53.5/58.8"
 
@@ -110,12 +119,16 @@ def test_shuffle_v2_transfer_cost_values(good):
     ours = tr[(tr["source"] == "ours") & (tr["weights"] == "moco_v1")].iloc[0]
     assert (ours["AP50"], ours["AP"], ours["AP75"], ours["trials"]) == \
         ("45.3 ± 0.3", "20.2 ± 0.3", "18.5 ± 0.4", "2")
-    paper = tr[tr["source"].str.startswith("paper") & (tr["weights"] == "moco_v2_800ep")].iloc[0]
-    assert (paper["AP50"], paper["AP"], paper["AP75"]) == ("82.5", "57.4", "64.0")
 
     cost = _table(r, "cost").frame()
     e2e = cost[(cost["mechanism"] == "end-to-end") & (cost["K"] == "512")].iloc[0]
-    assert e2e["peak memory (MB)"] == "3608" and e2e["batch"] == "512"
+    assert e2e["peak memory (MB)"] == "3608 ± 0" and e2e["batch"] == "512"
+
+    base = _table(r, "baselines").frame().set_index("features")
+    ri = raw[(raw["grid"] == "baselines") & (raw["baseline"] == "random_init")]
+    assert base.loc["the same network at random init", "kNN top-1 (%)"] == _mean_sd(ri["knn_acc"])
+    assert base.loc["raw pixels", "linear top-1 (%)"] == "58.0"
+    assert base.loc["the same network at random init", "seeds"] == "8"
 
 
 def test_every_number_links_to_an_existing_run_dir(good):
@@ -132,62 +145,79 @@ def test_every_number_links_to_an_existing_run_dir(good):
                 for p in c.runs:
                     assert Path(p).is_dir(), p
                     n += 1
-    assert n > 80
+    assert n > 400
     md = (out / "report.md").read_text()
     links = re.findall(r"\]\(([^)]+)\)", md)
     run_links = [l for l in links if "/runs/" in l]
-    assert len(run_links) > 80
+    assert len(run_links) > 400
     for l in set(run_links):
         assert (out / l).resolve().is_dir(), l
     html = (out / "index.html").read_text()
     hrefs = re.findall(r'<a class="run" href="([^"]+)"', html)
     assert len(hrefs) == n
     assert all((out / h).resolve().is_dir() for h in set(hrefs))
-    # the value "64.6 ± 0.3" links to the first seed's run directory
-    assert re.search(r'href="[^"]*t1_m0\.999_s0">64\.6 ± 0\.3</a>', html)
+    assert "fig3_end_to_end_K1024_oom" not in html          # an error run is linked nowhere
+    assert re.search(r'href="[^"]*t1_tiny_m0\.999_s0">64\.\d ± 0\.\d</a>', html)
+
+
+def test_tables_written_as_latex(good):
+    _, out = good
+    for key in ("table1_momentum", "fig3_mechanisms", "baselines", "cost", "v2_table1"):
+        tex = (out / "tables" / f"{key}.tex").read_text()
+        assert tex.count("\\begin{tabular}") == 1 and "\\toprule" in tex and "\\bottomrule" in tex
+        assert "±" not in tex and "—" not in tex and "τ" not in tex      # pdflatex-safe
+        body = tex.split("\\midrule")[1]
+        assert "%" not in body.replace("\\%", "")                      # every % escaped
+    tex = (out / "tables" / "table1_momentum.tex").read_text()
+    assert "$\\pm$" in tex and "linear top-1 (\\%)" in tex
+    v = (out / "verdicts.tex").read_text()
+    assert "reproduced" in v and "\\begin{tabular}" in v
 
 
 # --------------------------------------------------------------------- verdicts
-def test_verdicts_all_reproduced_on_good_fixture(good):
-    r, _ = good
+def test_verdicts_all_reproduced_on_good_fixture(good, fixtures):
+    r, out = good
     v = _verdicts(r)
-    assert set(v) == {"m0_fails", "best_m", "moco_ge_bank", "rises_with_k", "shuffle_bn", "mlp_aug"}
+    assert set(v) == CLAIMS
     assert {k: x.status for k, x in v.items()} == {k: "reproduced" for k in v}
-    assert v["best_m"].numbers["best_m"] == 0.999
-    assert v["best_m"].seeds == 2 and "64.6 ± 0.3" in v["best_m"].detail
-    assert v["moco_ge_bank"].numbers[256] == (pytest.approx(70.3), pytest.approx(68.0))
-    assert v["moco_ge_bank"].seeds == 2
-    assert v["rises_with_k"].numbers["moco"]["rho"] == pytest.approx(1.0)
-    assert v["mlp_aug"].numbers == {"v1": 50.0, "+MLP": 54.0, "+aug+": 52.5, "+MLP+aug+": 56.0}
-    assert "55.0 (off) vs 62.0 (ddp)" in v["shuffle_bn"].detail
+    raw = pd.read_csv(fixtures["good"])
+    t1 = raw[raw["grid"] == "table1_momentum"].set_index(["moco_m", "seed"])["lincls_acc1"]
+    d = np.array([t1[(0.999, s)] - t1[(0.9, s)] for s in range(8)])
+    part = [p for p in v["momentum_helps"].parts if p.label == "m=0.999 vs m=0.9"][0]
+    assert part.est.effect == pytest.approx(d.mean()) and part.est.n == 8
+    assert part.est.p == pytest.approx(1 / 256)                     # every sign positive: exact 2^-8
+    assert part.est.low < d.mean() < part.est.high and part.est.low > 0
+    assert len(v["moco_ge_bank"].parts) == 5 and v["moco_ge_bank"].seeds == 8
+    assert [p.label for p in v["rises_with_k"].parts] == \
+        ["mechanism=end_to_end", "mechanism=memory_bank", "mechanism=moco"]
+    assert v["m0_fails"].parts[0].est.effect == pytest.approx(100.0)
+    vdf = pd.read_csv(out / "verdicts.csv")
+    assert set(vdf["verdict"]) == {"reproduced"} and vdf["effect_95ci"].str.contains(r"\[").all()
+    assert set(vdf["preset"]) == {"tiny"}
 
 
-def test_verdicts_not_reproduced_on_failing_fixture(bad):
+def test_verdicts_contradicted_on_reversed_fixture(bad):
     r, out = bad
     v = {k: x.status for k, x in _verdicts(r).items()}
-    assert v == {"m0_fails": "not reproduced", "best_m": "not reproduced",
-                 "moco_ge_bank": "not reproduced", "rises_with_k": "reproduced",
-                 "shuffle_bn": "not reproduced", "mlp_aug": "not reproduced"}
-    d = _verdicts(r)
-    assert d["best_m"].numbers["best_m"] == 0.9
-    assert "K=256" in d["moco_ge_bank"].detail.split(";")[0]
-    assert "0/1 m=0 runs failed" in d["m0_fails"].detail
-    # the verdicts table on disk says the same
+    assert v == {"m0_fails": "inconclusive", "momentum_helps": "contradicted", "momentum_saturates": "contradicted",
+                 "moco_ge_bank": "contradicted", "rises_with_k": "contradicted", "e2e_memory_grows": "not run",
+                 "moco_cheaper": "not run", "shuffle_bn": "contradicted", "mlp_aug": "contradicted"}
     vdf = pd.read_csv(out / "verdicts.csv")
-    assert (vdf["verdict"] == "not reproduced").sum() == 5
-    assert "not reproduced" in (out / "index.html").read_text()
+    assert (vdf["verdict"] == "contradicted").sum() == 6
+    assert "contradicted" in (out / "index.html").read_text()
 
 
-def test_partial_table_gives_not_run(tmp_path):
-    df = pd.read_csv(GOOD)
+def test_partial_table_gives_not_run(tmp_path, fixtures):
+    df = pd.read_csv(fixtures["good"])
     df = df[df["grid"] == "fig3_mechanisms"].copy()
-    df["run_dir"] = [str(FIX / p) for p in df["run_dir"]]           # absolute run dirs
+    df["run_dir"] = [str(Path(fixtures["good"]).parent / p) if isinstance(p, str) else p for p in df["run_dir"]]
     p = tmp_path / "results.csv"
     df.to_csv(p, index=False)
     r = build(p, tmp_path / "out", progress=False)
     v = {k: x.status for k, x in _verdicts(r).items()}
-    assert v == {"m0_fails": "not run", "best_m": "not run", "moco_ge_bank": "reproduced",
-                 "rises_with_k": "reproduced", "shuffle_bn": "not run", "mlp_aug": "not run"}
+    assert v == {"m0_fails": "not run", "momentum_helps": "not run", "momentum_saturates": "not run",
+                 "moco_ge_bank": "reproduced", "rises_with_k": "reproduced", "e2e_memory_grows": "reproduced",
+                 "moco_cheaper": "reproduced", "shuffle_bn": "not run", "mlp_aug": "not run"}
     f = _table(r, "table1_momentum").frame().set_index("m")
     assert f.loc["0.999"].iloc[0] == "not run" and f.loc["0.999"].iloc[-1] == "59.0"
     tr = _table(r, "transfer").frame()
@@ -252,7 +282,7 @@ def test_html_is_self_contained(good):
         im = Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1])))
         im.verify()
     assert not re.search(r'<(script|link)[^>]+(src|href)="https?:', html)
-    assert html.count('data-claim="') == 6
+    assert html.count('data-claim="') == len(CLAIMS)
 
 
 # -------------------------------------------------------------------------- CLI
@@ -267,7 +297,7 @@ def test_cli_without_results_table_exits_0(tmp_path):
     p = _cli("--out", str(tmp_path / "out"), env={"MOCOBENCH_RESULTS": str(tmp_path / "none.csv")})
     assert p.returncode == 0, p.stderr
     assert "No results table" in p.stdout
-    assert p.stdout.count("[       not run]") == 6
+    assert p.stdout.count("[     not run]") == len(CLAIMS)
     assert (tmp_path / "out" / "index.html").is_file()
     for name in FIGURES:
         _nontrivial_png(tmp_path / "out" / "figures" / f"{name}.png")
@@ -309,9 +339,11 @@ def test_messy_real_style_table(tmp_path):
     p = tmp_path / "results.csv"
     pd.DataFrame(rows).to_csv(p, index=False)
     r = build(p, tmp_path / "out", progress=False)
-    v = {k: x.status for k, x in _verdicts(r).items()}
-    assert v["shuffle_bn"] == "reproduced"          # auto counts as shuffle BN on
-    assert v["mlp_aug"] == "not run" and v["moco_ge_bank"] == "not run"
+    v = _verdicts(r)
+    # auto counts as shuffle BN on; one seed: judged, but only indicative
+    assert v["shuffle_bn"].status == "inconclusive" and "single seed: indicative only" in v["shuffle_bn"].notes
+    assert v["shuffle_bn"].parts[0].est.effect == pytest.approx(30.0)
+    assert v["mlp_aug"].status == "not run" and v["moco_ge_bank"].status == "not run"
     f = _table(r, "fig3_mechanisms").frame().set_index("K")
     assert f.loc["256", "end-to-end (ours)"] == "30.0"   # K from the batch size
     assert f.loc["256", "MoCo (ours)"] == "not run" and f.loc["512", "MoCo (ours)"] == "not run"

@@ -21,7 +21,6 @@ from PIL import Image
 from reports.build import build
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = ROOT / "reports" / "fixtures" / "results_fixture.csv"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -65,8 +64,9 @@ def _chromium() -> str:
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
+    from reports.fixtures.make_fixtures import write_all
     out = tmp_path_factory.mktemp("report_browser")
-    r = build(FIXTURE, out, progress=False)
+    r = build(write_all(out / "fixtures")["good"], out, progress=False)
     html = Path(r["html"]).read_text()
     assert "</body>" in html
     check = out / "check.html"  # same folder, so the relative links stay the same
@@ -88,7 +88,7 @@ def test_every_figure_loads_in_chromium(page):
     m = re.search(r'<pre id="mocobench-check">(.*?)</pre>', p.stdout, re.S)
     assert m, "the check script did not run (no result in the DOM):\n" + p.stdout[-1000:]
     r = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    assert r["n"] == 4, r                                   # Fig. 3, Table 1, Fig. A.1, cost
+    assert r["n"] == 5, r                                   # forest plot, Fig. 3, Table 1, Fig. A.1, cost
     assert r["loaded"] == r["n"], r
     assert all(w >= 600 for w in r["widths"]), r
     assert all(w > 100 for w in r["shown"]), r
@@ -99,7 +99,7 @@ def test_page_not_blank_in_screenshot(page):
     exe = _chromium()
     out, check = page
     shot = out / "shot.png"
-    p = _run(exe, "--window-size=1280,2400", "--hide-scrollbars", "--virtual-time-budget=10000",
+    p = _run(exe, "--window-size=1280,4800", "--hide-scrollbars", "--virtual-time-budget=10000",
              f"--screenshot={shot}", check.as_uri())
     assert p.returncode == 0 and shot.is_file(), p.stderr[-2000:]
     a = np.asarray(Image.open(shot).convert("RGB"), dtype=float)

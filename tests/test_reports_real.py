@@ -12,7 +12,7 @@ def test_report_from_a_real_tiny_grid(tmp_path, env):
     env = dict(env, MOCOBENCH_RESULTS=str(tmp_path / "results.csv"), MOCOBENCH_RUNS=str(tmp_path / "runs"),
                MOCOBENCH_SUBMITIT=str(tmp_path / "submitit"), OMP_NUM_THREADS="2")
     sets = ["subset=1024", "epochs=2", "max_steps=6", "knn_subset=500", "batch_size=64"]
-    cmd = [PY, "-m", "ablations", "run", "table1_momentum", "--preset", "tiny", "--executor", "local"]
+    cmd = [PY, "-m", "ablations", "run", "table1_momentum", "--preset", "tiny", "--executor", "local", "--seeds", "1"]
     for s in sets:
         cmd += ["--set", s]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
@@ -20,23 +20,28 @@ def test_report_from_a_real_tiny_grid(tmp_path, env):
     table = pd.read_csv(tmp_path / "results.csv")
     mom = table[table["grid"] == "table1_momentum"]
     assert sorted(mom["moco_m"].tolist()) == [0.0, 0.9, 0.99, 0.999, 0.9999]
-    assert set(mom["status"]) <= {"done", "failed"}
-    done = mom[mom["status"] == "done"]
-    assert len(done) >= 4 and done["knn_acc"].between(0, 100).all() and done["lincls_acc1"].notna().all()
+    assert set(mom["status"]) <= {"done", "diverged", "not_converged"}
+    # 6 steps: the declared m = 0 criterion (final kNN below the same network at random init) may fire on any of
+    # them; a not_converged run is a result with its kNN, its init kNN and its linear protocol
+    finite = mom[mom["status"] != "diverged"]
+    assert len(finite) >= 4 and finite["knn_acc"].between(0, 100).all() and finite["lincls_acc1"].notna().all()
+    assert finite["knn_init"].between(0, 100).all()
+    below = finite["knn_acc"] < finite["knn_init"]
+    assert ((finite["status"] == "not_converged") | ~below).all()         # below init -> not_converged
 
     out = tmp_path / "report"
     r = subprocess.run([PY, "-m", "reports", "--results", str(tmp_path / "results.csv"), "--out", str(out),
                         "--quiet"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     verdicts = pd.read_csv(out / "verdicts.csv")
-    def verdict(part):
-        hits = verdicts[verdicts["claim"].str.contains(part, regex=False)]
-        assert len(hits) == 1, (part, verdicts["claim"].tolist())
-        return hits["verdict"].iloc[0]
-    # the momentum claims were judged on the real runs; the grids that did not run say so
-    assert verdict("m=0 fails") in ("reproduced", "not reproduced")
-    assert verdict("best m") in ("reproduced", "not reproduced")
-    assert verdict("MLP") == "not run"
+    verdict = verdicts.set_index("key")["verdict"]
+    # the momentum claims were judged on the real runs (one seed: indicative only); the grids that did not run
+    # say so
+    judged = ("reproduced", "contradicted", "inconclusive")
+    assert verdict["m0_fails"] in judged and verdict["momentum_helps"] in judged
+    notes = verdicts.set_index("key")["notes"]
+    assert "single seed: indicative only" in notes["momentum_helps"]
+    assert verdict["mlp_aug"] == "not run" and verdict["moco_ge_bank"] == "not run"
     html = (out / "index.html").read_text()
     for i, rid in enumerate(mom["run_id"]):
         assert str(rid) in html or str(mom["run_dir"].iloc[i]) in html

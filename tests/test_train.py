@@ -90,11 +90,11 @@ def test_divergence_is_a_recorded_failure(tmp_path, env):
     r = subprocess.run([PY, "-m", "pretrain", "--preset", "tiny", *args_of(over), "--output", str(tmp_path),
                         "--no-progress"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert r.returncode == 3
-    assert r.stderr.strip().splitlines()[-1].startswith("error: run failed: diverged: loss is nan")
+    assert r.stderr.strip().splitlines()[-1].startswith("error: run diverged (status diverged): loss is nan")
     s = json.loads((tmp_path / "summary.json").read_text())
-    assert s["status"] == "failed" and "diverged: loss is" in s["reason"]
+    assert s["status"] == "diverged" and "diverged: loss is" in s["reason"]
     # rerunning returns the recorded result instead of crashing or retraining
-    assert run(load_config("tiny", over), tmp_path)["status"] == "failed"
+    assert run(load_config("tiny", over), tmp_path)["status"] == "diverged"
 
 
 def test_corrupt_image_is_one_clear_error(tmp_path, env):
@@ -174,11 +174,12 @@ def test_tiny_on_fashion_mnist_beats_random_init(tmp_path):
 
 
 def test_loss_at_chance_level_is_the_papers_fail(tmp_path):
-    """fail_loss_frac: a run whose last-epoch loss stays at/above the chance level ln(1 + K) is 'failed'."""
+    """fail_loss_frac: a run whose last-epoch loss stays at/above the chance level ln(1 + K) is not_converged."""
     import math
     over = synthetic_overrides(epochs=1, max_steps=2)
     s = run(load_config("tiny", {**over, "fail_loss_frac": 0.01}), tmp_path / "a", progress=False)
-    assert s["status"] == "failed" and s["reason"].startswith("did not converge: last-epoch loss")
+    assert s["status"] == "not_converged" and s["reason"].startswith("did not converge: last-epoch loss")
+    assert "(fail_loss_frac)" in s["reason"] and s["knn_init"] is None
     assert s["chance_loss"] == pytest.approx(math.log(1 + 128))
     ok = run(load_config("tiny", {**over, "fail_loss_frac": 0.0}), tmp_path / "b", progress=False)
     assert ok["status"] == "done" and ok["loss"] == pytest.approx(s["loss"])

@@ -115,7 +115,7 @@ def main(argv=None) -> int:
             row = s.result()
             print(f"{row['run_id']}: {row['status']} AP50={row.get('AP50')} AP={row.get('AP')}")
             failed += row["status"] != "done"
-        except Exception as e:  # the job's row says 'failed' with the reason
+        except Exception as e:  # the job's row says 'error' with the reason
             failed += 1
             print(f"job {s.job_id} failed: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
     return 1 if failed else 0

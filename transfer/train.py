@@ -283,7 +283,9 @@ def run(config, weights=None, trial: int = 0, output=None, opts=(), num_gpus=Non
             out = json.load(f)
     except BaseException as e:
         reason = f"{type(e).__name__}: {e}".splitlines()[0][:300]
-        results_table.upsert([{**base, "status": "failed", "reason": reason}], results_path)
+        # a crash is no result: status error (kept out of every table and verdict), its kind its own field
+        kind = "oom" if "out of memory" in reason.lower() else ("user" if isinstance(e, UserError) else "crash")
+        results_table.upsert([{**base, "status": "error", "error_kind": kind, "reason": reason}], results_path)
         raise
     metrics = _metrics(out["results"])
     steps = out["step_times"]
@@ -294,7 +296,7 @@ def run(config, weights=None, trial: int = 0, output=None, opts=(), num_gpus=Non
            "git_sha": _git_sha(),
            "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if not metrics:
-        row.update(status="failed", reason="evaluation produced no box AP")
+        row.update(status="error", error_kind="crash", reason="evaluation produced no box AP")
     results_table.upsert([row], results_path)
     return row
 
