@@ -69,7 +69,7 @@ class Verdict:
 
     @property
     def effect(self) -> str:
-        if not self.parts:
+        if not self.parts or all(p.est.n == 0 for p in self.parts):
             return "—"
         if len(self.parts) == 1:
             return self.parts[0].effect_text()
@@ -212,12 +212,15 @@ def judge(c: dict, rows: pd.DataFrame, alpha: float, unit_name: str = "") -> Ver
     parts = []
     for label, a, b, metric, direction in parts_spec:
         where = f"claim {c['key']} ({label})"
+        ra, rb = select(grid_rows, a), select(grid_rows, b)
+        if len(ra) and set(ra.index) == set(rb.index):
+            continue            # `max` and `min` name the same runs (one value of K): nothing to compare
         if test == "fails_more":
-            va, vb = _by_seed(select(grid_rows, a), None, where), _by_seed(select(grid_rows, b), None, where)
+            va, vb = _by_seed(ra, None, where), _by_seed(rb, None, where)
             est = stats.failures(sum(va.values()), len(va), sum(vb.values()), len(vb), alpha)
             parts.append(Part(label, "status", "", est, unit="pp", a=va, b=vb))
             continue
-        va, vb = _by_seed(select(grid_rows, a), metric, where), _by_seed(select(grid_rows, b), metric, where)
+        va, vb = _by_seed(ra, metric, where), _by_seed(rb, metric, where)
         seeds = sorted(set(va) & set(vb))
         d = np.array([va[s] - vb[s] for s in seeds], dtype=float)
         if scale == "relative":

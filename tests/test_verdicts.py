@@ -165,6 +165,18 @@ def test_claims_file_is_checked(tmp_path):
         claims.load(bad)
 
 
+def test_a_trend_over_one_value_of_k_is_not_run(tmp_path):
+    """`max` and `min` of K name the same runs when a mechanism ran at one K: no comparison, not a zero effect."""
+    rows = _momentum(effect=3.0, sd=0.3, seeds=2)
+    for r in rows:
+        r.update(grid="fig3_mechanisms", mechanism="moco" if r["moco_m"] == 0.999 else "memory_bank")
+    rows = [r for r in rows if r["moco_m"] in (0.999, 0.9)]
+    v = _verdicts(tmp_path, rows)
+    assert v["rises_with_k"].status == "not run" and v["rises_with_k"].parts == []
+    assert v["rises_with_k"].effect == "—"
+    assert v["moco_ge_bank"].status == "inconclusive" and len(v["moco_ge_bank"].parts) == 1
+
+
 def test_a_condition_naming_several_cells_is_an_error(tmp_path):
     rows = _momentum(effect=3.0, sd=0.3, seeds=2)
     res = data.load_results(write(rows, tmp_path / "r.csv"))
