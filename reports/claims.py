@@ -241,10 +241,10 @@ def judge(c: dict, rows: pd.DataFrame, alpha: float, unit_name: str = "") -> Ver
             p.outcome = CONTRADICTED
         else:
             p.outcome = INCONCLUSIVE
-    return _verdict(c, parts, alpha, grid_rows, unit_name)
+    return _verdict(c, parts, alpha, unit_name)
 
 
-def _verdict(c: dict, parts: list, alpha: float, grid_rows: pd.DataFrame, unit_name: str) -> Verdict:
+def _verdict(c: dict, parts: list, alpha: float, unit_name: str) -> Verdict:
     outs = [p.outcome for p in parts]
     if not parts or all(o == NOT_RUN for o in outs):
         status = NOT_RUN
@@ -278,12 +278,10 @@ def _verdict(c: dict, parts: list, alpha: float, grid_rows: pd.DataFrame, unit_n
         test_name += f"; {len(parts)} parts, Holm-corrected, all must hold"
     if c["test"] == "not_greater":
         test_name += f"; effect = margin {c['margin']:g} − (a − b)"
-    result_rows = grid_rows[grid_rows["status"].isin(RESULT_STATUSES)]
     used = {s for p in parts for s in (set(p.a) | set(p.b))}
     return Verdict(c["key"], c["claim"], c.get("source", ""), status, detail, test=test_name,
                    runs=int(sum(len(p.a) + len(p.b) for p in parts)), seeds=len(used), parts=parts,
-                   unit_name=unit_name, notes=notes) if len(result_rows) or parts else \
-        Verdict(c["key"], c["claim"], c.get("source", ""), NOT_RUN, detail, unit_name=unit_name)
+                   unit_name=unit_name, notes=notes)
 
 
 def _summary(vals: dict, fails: bool) -> str:
