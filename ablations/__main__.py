@@ -111,6 +111,9 @@ def main(argv=None) -> int:
                 print(L.run_status(gname, args.preset, args.runs_dir, sets, world=world, seeds=args.seeds))
             return 0
         kind = L.resolve_executor(args.executor) if not args.dry_run else args.executor
+        if not args.dry_run:
+            from . import results
+            results.check_writable()        # before any run: a table that cannot be written loses results
         rc, planned_ids = 0, set()
         for gname in grids:
             grid, planned = L.plan(gname, args.preset, args.runs_dir, sets, retry_failed=args.retry_failed,

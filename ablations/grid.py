@@ -18,7 +18,7 @@ Fig. A.1; MoCo v2, Chen et al. 2020, Table 1) with the paper's values, plus per-
       imagenet: {}               # the paper's values unchanged
       tiny:
         drop: [{moco_k: 65536}]  # runs dropped (all keys equal, matched on the paper's values)
-        drop_k_above: subset     # or a number: runs with K > the preset's pretraining images are dropped
+        drop_k_above: subset     # or a number: runs with K > the runs' subset (--set, fixed, preset) are dropped
         map: {epochs: {200: preset, 800: 2*preset}}   # paper value -> preset value, after drop
         fixed: {schedule: [0.6*epochs, 0.8*epochs]}   # relative to the run's epochs
         eval: [knn]
@@ -33,6 +33,9 @@ and data order in every cell, a paired design). N: ``--seeds`` on the command li
 ``seeds`` > the grid's top-level ``seeds`` > :data:`SEED_DEFAULTS` (1 for a preset not listed). A cell that
 sets ``seed`` itself (sweep or fixed), and ``--set seed=S``, run exactly that one seed. The seed is part of
 the config hash: runs of different seeds never share a directory; seed 0 is the run without any seed.
+
+``--set KEY=VALUE`` (:func:`expand`'s ``sets``) sets a key for every run on top of ``fixed`` (so
+``drop_k_above: subset`` and ``0.6*epochs`` see it); a key the grid sweeps is refused (:func:`check_sets`).
 """
 from __future__ import annotations
 
@@ -187,12 +190,49 @@ def _matches(run: dict, cond: dict) -> bool:
     return all(run.get(k) == v for k, v in cond.items())
 
 
-def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None = None) -> list[RunSpec]:
+def swept_keys(grid: dict) -> list[str]:
+    """The config keys the grid's sub-grids set (crossed or zipped): what tells its runs apart."""
+    keys: list[str] = []
+    for sub in grid.get("sweep") or []:
+        if not isinstance(sub, dict):
+            continue
+        zipped = sub.get("zip") if isinstance(sub.get("zip"), dict) else {}
+        keys += [k for k in [*sub, *zipped] if k != "zip" and k not in keys]
+    return keys
+
+
+def check_sets(grid: dict, sets: dict | None) -> None:
+    """``--set KEY=VALUE`` on a key the grid sweeps would give every run the same value under the swept
+    labels: refused (``seed`` excepted: ``--set seed=S`` replaces the seed axis). Unknown keys are refused."""
+    from pretrain.config import _check_keys
+    _check_keys(sets or {}, "--set")
+    for k in sets or {}:
+        if k != "seed" and k in swept_keys(grid):
+            raise UserError(f"--set {k}: grid {grid['name']} sweeps {k} (its runs differ in it), "
+                            f"so --set would give them all one {k} under their swept labels; drop --set {k} or "
+                            f"run a grid file of your own")
+
+
+def _subset_for_drop(fixed: dict, preset: str, grid: str) -> int:
+    """The pretraining images of the grid's runs for ``drop_k_above: subset``: the fixed values' (``--set``
+    included) ``subset``, else the preset's (0 = all)."""
+    from pretrain.config import _coerce, load_config
+    if "subset" in fixed:
+        return _coerce("subset", _resolve({"subset": fixed["subset"]}, preset, grid)["subset"])
+    return load_config(preset).subset
+
+
+def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None = None,
+           sets: dict | None = None) -> list[RunSpec]:
     """The runs of ``grid`` at ``preset``: sweep -> drop (paper values) -> map -> fixed, deduplicated, then
     the seed axis: every cell with seeds 0..N-1 (N: :func:`resolve_seeds`), seed-major (all cells of seed 0
     first). A cell that sets ``seed`` itself runs that one seed. ``seed``: exactly that one seed for every
-    cell (``--set seed=S``, which sets it for every run; no axis)."""
+    cell (``--set seed=S``, which sets it for every run; no axis). ``sets``: ``--set`` values for every run,
+    on top of the fixed ones (so ``drop_k_above: subset`` and ``0.6*epochs`` see them); a swept key is refused
+    (:func:`check_sets`)."""
     from pretrain.config import FIELD_NAMES
+    check_sets(grid, sets)
+    sets = {k: v for k, v in (sets or {}).items() if k != "seed"}
     presets = grid["presets"]
     if preset not in presets:
         raise UserError(f"grid {grid['name']} has no scaling for preset {preset!r} "
@@ -204,14 +244,15 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
     bad = sorted(set(evals) - set(EVALS))
     if bad:
         raise UserError(f"grid {grid['name']}: unknown eval {', '.join(bad)} (known: {', '.join(EVALS)})")
-    fixed = {**(grid.get("fixed") or {}), **(ps.get("fixed") or {})}
+    fixed = {**(grid.get("fixed") or {}), **(ps.get("fixed") or {}), **sets}
     mapping = ps.get("map") or {}
     drops = ps.get("drop") or []
     k_max = ps.get("drop_k_above")
     if k_max == "subset":                 # K larger than the pretraining set: no such queue/bank
-        from pretrain.config import load_config
-        k_max = load_config(preset).subset or None
-    runs, seen = [], set()
+        k_max = _subset_for_drop(fixed, preset, grid["name"]) or None
+    if "moco_k" in sets:                  # one K for every run: not dropped, refused if K > N (pretrain.config)
+        k_max = None
+    runs, seen, k_dropped = [], set(), []
     for i, sub in enumerate(grid["sweep"]):
         if not isinstance(sub, dict):
             raise UserError(f"grid {grid['name']}: sweep[{i}] must be a mapping")
@@ -219,6 +260,7 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
             if any(_matches(r, d) for d in drops):
                 continue
             if k_max and int(r.get("moco_k", fixed.get("moco_k", 0)) or 0) > int(k_max):
+                k_dropped.append(int(r.get("moco_k", fixed.get("moco_k", 0))))
                 continue
             r = {k: (mapping[k].get(v, v) if k in mapping and not isinstance(v, list) else v) for k, v in r.items()}
             ov = _resolve({**fixed, **r}, preset, grid["name"])
@@ -231,6 +273,10 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
                 continue
             seen.add(key)
             runs.append(RunSpec(overrides=ov, swept=r, eval=evals))
+    if not runs and k_dropped:
+        raise UserError(f"grid {grid['name']} at {preset}: every run has K ({', '.join(map(str, sorted(set(k_dropped))))})"
+                        f" above the {k_max} pretraining images (drop_k_above), nothing would run; set a larger "
+                        f"subset or --set moco_k=<= {k_max}")
     if seed is not None:
         seed_list = [int(seed)]
     else:

@@ -18,12 +18,16 @@ from pathlib import Path
 
 import submitit
 
+from pretrain import rundir
 from pretrain import status as S
 from pretrain.checkpoint import atomic_write_json
 
 from . import results
 
 SWEPT_COLUMNS = [c for c in results.SWEPT]
+# a job whose run directory another process holds (a grid launched twice, a relaunch while the killed launcher's
+# job still trains) waits for that owner and then takes its result; the scheduler's time limit bounds the wait
+LOCK_WAIT_S = 7 * 24 * 3600
 METRIC_KEYS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "knn_init", "lincls_acc1", "lincls_acc5",
                "wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "world_size", "host", "git_sha",
                "finished_at"]
@@ -159,16 +163,10 @@ class GridJob(submitit.helpers.Checkpointable):
             results.upsert([{**row, "status": "running", "host": socket.gethostname()}], self.results_path,
                            key=("grid", "run_id"))
         try:
-            from pretrain.train import run
-            summary = run(cfg, run_dir, resume=True, progress=False)
-            # The linear protocol also runs on a run that did not converge (finite weights: its number stays
-            # visible beside the "fail"), not on a diverged one (non-finite weights).
-            evaluable = S.from_summary(summary) in (S.DONE, S.NOT_CONVERGED)
-            if evaluable and "lincls" in self.evals and not (run_dir / "lincls.json").exists():
-                # every process of a multi-task job takes part (DDP at ImageNet scale); rank 0 writes the file
-                res = self._lincls(cfg, run_dir)
-                if rank == 0:
-                    atomic_write_json(run_dir / "lincls.json", res)
+            with rundir.lock(run_dir, rank, wait_s=LOCK_WAIT_S, on_wait=lambda who: print(
+                    f"{run_dir} is in use by {who}: waiting for it (its result is taken, not trained again)",
+                    flush=True)):
+                self._run_locked(cfg, run_dir, rank)
         except (UserError, ValueError, RuntimeError, OSError) as e:
             # A crash (CUDA out of memory, NCCL, bad data or config) is no result: status error with its kind,
             # kept out of every table and verdict, and retried by the next `ablations run`. Anything else
@@ -189,6 +187,20 @@ class GridJob(submitit.helpers.Checkpointable):
             final["git_sha"] = self.git_sha
         results.upsert([final], self.results_path, key=("grid", "run_id"))
         return final
+
+    def _run_locked(self, cfg, run_dir: Path, rank: int) -> None:
+        """Pretrain (or take the finished result), then the linear protocol where the grid asks for it; the
+        caller holds the run directory's lock for both."""
+        from pretrain.train import run
+        summary = run(cfg, run_dir, resume=True, progress=False)
+        # The linear protocol also runs on a run that did not converge (finite weights: its number stays
+        # visible beside the "fail"), not on a diverged one (non-finite weights).
+        evaluable = S.from_summary(summary) in (S.DONE, S.NOT_CONVERGED)
+        if evaluable and "lincls" in self.evals and not (run_dir / "lincls.json").exists():
+            # every process of a multi-task job takes part (DDP at ImageNet scale); rank 0 writes the file
+            res = self._lincls(cfg, run_dir)
+            if rank == 0:
+                atomic_write_json(run_dir / "lincls.json", res)
 
     @staticmethod
     def _lincls(cfg, run_dir: Path) -> dict:

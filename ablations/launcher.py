@@ -25,6 +25,7 @@ from pathlib import Path
 import submitit
 from tqdm import tqdm
 
+from pretrain import rundir
 from pretrain import status as S
 from pretrain.config import read_yaml_mapping
 from pretrain.errors import UserError
@@ -147,6 +148,7 @@ class Planned:
     state: str                 # done | diverged | not_converged | queued | todo
     note: str = ""
     row: dict = field(default_factory=dict)
+    retry_failed: bool = False     # a diverged / not_converged result to train again (--retry-failed)
 
 
 def _slurm_active(job_id: str) -> bool:
@@ -186,7 +188,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
     root = Path(root) if root else runs_root()
     out, evals_of = [], {}
     fixed_seed = sets.get("seed") if sets and "seed" in sets else None
-    for spec in expand(grid, preset, seeds=seeds, seed=fixed_seed):
+    for spec in expand(grid, preset, seeds=seeds, seed=fixed_seed, sets=sets):
         if sets:
             spec.overrides = {**spec.overrides, **sets}
         cfg = load_config(preset, spec.overrides)
@@ -203,8 +205,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
         st = S.from_summary(s)
         state, note = "todo", ""
         if st in (S.DIVERGED, S.NOT_CONVERGED) and retry_failed:
-            os.replace(run_dir / "summary.json", run_dir / f"summary.{st}.{int(time.time())}.json")
-            note = f"retrying {st} run"
+            note = f"retrying {st} run"          # its summary is set aside when submitted (a dry run keeps it)
         elif st in S.RESULTS and finished_state(s, cfg, rid) == "reevaluate":
             note = REEVAL_NOTE
         elif st == S.DONE:
@@ -227,12 +228,17 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
                     run_dir, state, note = other, "done", f"same run as {other.parent.parent.name}"
         if state == "todo":
             j = read_json(run_dir / "job.json")
-            if j and j.get("executor") == "slurm" and _slurm_active(j.get("job_id", "")):
+            holder = rundir.owner(run_dir)
+            if holder is not None:
+                # a live process trains it (a killed launcher's job, another launch): not trained twice
+                state, note = "running", f"in use by {holder}: not submitted again"
+            elif j and j.get("executor") == "slurm" and _slurm_active(j.get("job_id", "")):
                 state, note = "queued", f"SLURM job {j['job_id']}"
             elif (run_dir / "metrics.jsonl").exists() and not note:
                 n = sum(1 for _ in open(run_dir / "metrics.jsonl"))
                 note = f"resumes after epoch {n}/{cfg.epochs}"
-        p = Planned(spec, rid, run_dir, cfg_dict, state, note)
+        p = Planned(spec, rid, run_dir, cfg_dict, state, note,
+                    retry_failed=retry_failed and st in (S.DIVERGED, S.NOT_CONVERGED))
         if state in S.RESULTS:
             p.row = row_from_run_dir(grid["name"], preset, rid, run_dir, cfg_dict) or {}
         out.append(p)
@@ -345,6 +351,7 @@ def submit(grid: dict, preset: str, planned: list[Planned], kind: str, params: d
     out = []
     for p in todo:
         p.run_dir.mkdir(parents=True, exist_ok=True)
+        set_aside_failed(p)
         out.append([p, None, GridJob(grid["name"], preset, p.spec.overrides, str(p.run_dir), p.spec.eval,
                                      results_path, sha, p.run_id), ex])
     if kind == "slurm":
@@ -360,6 +367,17 @@ def submit(grid: dict, preset: str, planned: list[Planned], kind: str, params: d
         for h in out:
             _start(h, kind, folder)
     return out
+
+
+def set_aside_failed(p: Planned) -> None:
+    """``--retry-failed``: move a diverged / not_converged run's summary.json aside (kept as
+    ``summary.<status>.<time>.json``) so that its job trains it again; only at submission, never in a dry run."""
+    if not p.retry_failed:
+        return
+    s = read_json(p.run_dir / "summary.json")
+    st = S.from_summary(s)
+    if st in (S.DIVERGED, S.NOT_CONVERGED):
+        os.replace(p.run_dir / "summary.json", p.run_dir / f"summary.{st}.{int(time.time())}.json")
 
 
 def _start(h: list, kind: str, folder: Path) -> None:

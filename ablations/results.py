@@ -38,6 +38,7 @@ from typing import Iterable, Mapping
 import pandas as pd
 
 from pretrain import status as S
+from pretrain.errors import UserError
 
 IDENTITY = ["grid", "run_id", "preset", "run_dir", "status", "reason", "error_kind", "baseline"]
 SWEPT = ["mechanism", "moco_k", "moco_m", "moco_t", "shuffle_bn", "bn_splits", "mlp",
@@ -50,6 +51,9 @@ COLUMNS = IDENTITY + SWEPT + METRICS + COST + PROVENANCE + TRANSFER
 
 STATUSES = ("pending", "running", S.DONE, S.DIVERGED, S.NOT_CONVERGED, S.ERROR)
 TEXT = IDENTITY + ["host", "git_sha", "finished_at", "task", "config", "weights"]
+REQUIRED = ["grid", "run_id", "status"]
+NUMERIC = (["moco_k", "moco_m", "moco_t", "bn_splits", "epochs", "batch_size", "lr", "seed"] + METRICS + COST
+           + ["trial", "AP50", "AP", "AP75", "APm"])
 
 
 def default_path() -> Path:
@@ -59,23 +63,73 @@ def default_path() -> Path:
     return Path(__file__).resolve().parent.parent / "results" / "results.csv"
 
 
+def _refuse(path: Path, what: str) -> UserError:
+    return UserError(f"{path} is not a mocobench results table ({what}); point $MOCOBENCH_RESULTS (or "
+                     f"--results) at a results table or at a new file")
+
+
 def read(path: str | os.PathLike | None = None) -> pd.DataFrame:
-    """The results table (an empty one with every column if there is none yet)."""
+    """The results table (an empty one with every column if there is none yet, or an empty file).
+
+    A file that is not a results table is refused with one :class:`UserError` and never rewritten: it must
+    parse as CSV, hold ``grid``, ``run_id`` and ``status``, have no column outside :data:`COLUMNS` (a table of
+    an older version lacks some: they read as empty), a known status in every row, and numbers in the numeric
+    columns.
+    """
     path = Path(path) if path else default_path()
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
+    if path.is_dir():
+        raise UserError(f"results table {path} is a directory, expected a CSV file")
+    if path.stat().st_size == 0:
+        return pd.DataFrame(columns=COLUMNS)
     # Ids and text are read as text: a hash such as "123456789012" or "1234e5678901" is not a number.
-    df = pd.read_csv(path, dtype={c: str for c in TEXT})
+    try:
+        df = pd.read_csv(path, dtype={c: str for c in TEXT})
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise _refuse(path, f"{type(e).__name__}: {' '.join(str(e).split())[:100]}") from None
+    except OSError as e:
+        raise UserError(f"cannot read the results table {path}: {e.strerror or e}") from None
+    unknown = [str(c) for c in df.columns if c not in COLUMNS]
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if unknown or missing:
+        what = "; ".join(x for x in (f"unknown column(s) {', '.join(unknown[:6])}" if unknown else "",
+                                     f"no {', '.join(missing)} column" if missing else "") if x)
+        raise _refuse(path, what)
     for c in COLUMNS:
         if c not in df.columns:
             df[c] = pd.NA
-    extra = [c for c in df.columns if c not in COLUMNS]
-    df = df[COLUMNS + extra]
+    df = df[COLUMNS]
     legacy = df["status"].astype(str) == S.LEGACY_FAILED       # rows written before diverged/not_converged
     if legacy.any():
         df.loc[legacy, "status"] = [S.from_summary({"status": S.LEGACY_FAILED, "reason": r})
                                     for r in df.loc[legacy, "reason"]]
+    bad = ~df["status"].isin(STATUSES)
+    if bad.any():
+        i = int(bad.idxmax())
+        raise _refuse(path, f"line {i + 2}: status {df.at[i, 'status']!r}, not one of {', '.join(STATUSES)}")
+    for c in NUMERIC:
+        given = df[c].notna()
+        num = pd.to_numeric(df[c], errors="coerce")
+        garbage = given & num.isna()
+        if garbage.any():
+            i = int(garbage.idxmax())
+            raise _refuse(path, f"line {i + 2}: {c} is {df.at[i, c]!r}, not a number")
     return df
+
+
+def check_writable(path: str | os.PathLike | None = None) -> Path:
+    """Before any work: the results table at ``path`` is a results table (:func:`read`) and can be written
+    (its folder can be created, the file replaced); else one :class:`UserError` naming the path."""
+    path = Path(path) if path else default_path()
+    read(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the folder of the results table {path}: {e.strerror or e}") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"cannot write the results table {path}: permission denied")
+    return path
 
 
 @contextmanager
@@ -111,29 +165,38 @@ def upsert(rows: Iterable[Mapping], path: str | os.PathLike | None = None,
         for k in keys:
             if k not in r or r[k] in (None, ""):
                 raise ValueError(f"results row without {k!r}: {r}")
-        if "status" in r and r["status"] not in STATUSES:
+        if r.get("status") not in STATUSES:
             raise ValueError(f"bad status {r['status']!r} (one of {', '.join(STATUSES)})")
-    with _locked(path):
-        df = read(path)
-        for r in rows:
-            match = pd.Series(True, index=df.index)
-            for k in keys:
-                match &= df[k].astype(str) == str(r[k])
-            hit = df.index[match]
-            if len(hit):
-                i = hit[0]
-                if df.at[i, "status"] in S.RESULTS and r.get("status", S.DONE) not in S.RESULTS:
-                    continue
-                for c, v in r.items():
-                    if df[c].dtype != object and not _fits(df[c].dtype, v):
-                        df[c] = df[c].astype(object)
-                    df.at[i, c] = v
-            else:
-                df = pd.concat([df, pd.DataFrame([r], columns=df.columns).astype(object)],
-                               ignore_index=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+    try:
+        with _locked(path):
+            return _upsert_locked(rows, path, keys)
+    except OSError as e:
+        raise UserError(f"cannot write the results table {path}: {e.strerror or e}") from None
+
+
+def _upsert_locked(rows: list[dict], path: Path, keys: tuple) -> pd.DataFrame:
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):       # a writer killed mid-write (we hold the lock)
+        stale.unlink(missing_ok=True)
+    df = read(path)
+    for r in rows:
+        match = pd.Series(True, index=df.index)
+        for k in keys:
+            match &= df[k].astype(str) == str(r[k])
+        hit = df.index[match]
+        if len(hit):
+            i = hit[0]
+            if df.at[i, "status"] in S.RESULTS and r.get("status", S.DONE) not in S.RESULTS:
+                continue
+            for c, v in r.items():
+                if df[c].dtype != object and not _fits(df[c].dtype, v):
+                    df[c] = df[c].astype(object)
+                df.at[i, c] = v
+        else:
+            df = pd.concat([df, pd.DataFrame([r], columns=df.columns).astype(object)],
+                           ignore_index=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
     return df
 
 

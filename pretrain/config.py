@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -117,9 +118,47 @@ def _check_keys(d: dict, where: str) -> None:
             raise UserError(f"unknown config key '{k}' in {where}{hint}")
 
 
+# the choices of the string-valued keys (an unquoted YAML off/no/false reads as a boolean: see _coerce_str)
+STR_CHOICES = {"mechanism": MECHANISMS, "shuffle_bn": SHUFFLE_BN, "dataset": DATASETS, "augment_on": AUGMENT_ON,
+               "precision": PRECISIONS, "lr_scaling": ("none", "linear"), "knn_feature": ("backbone", "head"),
+               "device": ("auto", "cpu", "cuda")}
+
+
+def _yaml_bool(value: bool) -> str:
+    """How YAML writes a boolean (``true``/``false``), for error messages."""
+    return "true" if value else "false"
+
+
+def _refuse_bool(name: str, value: Any, expected: str) -> None:
+    """A YAML boolean (``moco_k: true``) is not a number: Python would read it as 1 / 0."""
+    if isinstance(value, bool):
+        raise UserError(f"config key '{name}': expected {expected}, got {_yaml_bool(value)} (a YAML boolean)")
+
+
+def _coerce_str(name: str, value: Any) -> str:
+    """A string key. YAML reads unquoted on/off/yes/no/true/false as booleans: false is the choice 'off' where
+    the key has one (``shuffle_bn: off``); any other boolean is refused with how to quote it."""
+    if not isinstance(value, bool):
+        return str(value)
+    choices = STR_CHOICES.get(name, ())
+    if not value and "off" in choices:
+        return "off"
+    example = f'{name}: "off"' if "off" in choices else f'{name}: "{choices[0] if choices else "..."}"'
+    listed = f" (choices: {', '.join(choices)})" if choices else ""
+    raise UserError(f"config key '{name}': got {_yaml_bool(value)}, a YAML boolean (unquoted on/off/yes/no/"
+                    f"true/false); quote the value, e.g. {example}{listed}")
+
+
 def _coerce(name: str, value: Any) -> Any:
     f = Config.__dataclass_fields__[name]
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if isinstance(default, str):
+        return _coerce_str(name, value)
+    if isinstance(default, list) and isinstance(value, list):
+        for v in value:
+            _refuse_bool(name, v, "a list of integers")
+    elif not isinstance(default, bool) and isinstance(default, (int, float)):
+        _refuse_bool(name, value, "an integer" if isinstance(default, int) else "a number")
     try:
         if isinstance(default, bool):
             if isinstance(value, str):
@@ -159,10 +198,49 @@ def preset_path(name: str) -> Path:
     return p
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key written twice in one YAML mapping (PyYAML would silently keep the last value)."""
+
+    def __init__(self, key: Any, line: int, first: int):
+        super().__init__(problem=f"duplicate key {key!r}")
+        self.key, self.line, self.first = key, line, first
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping, at any nesting level (merge keys
+    ``<<`` excepted: there an explicit key overriding a merged one is the point)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            lines: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                try:
+                    if key in lines:
+                        raise DuplicateKeyError(key, line, lines[key])
+                except TypeError:           # an unhashable key: SafeLoader's own error follows
+                    continue
+                lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml_mapping(path: Path, what: str) -> dict:
-    """A YAML file that must hold a mapping (an empty file is {}); bad YAML or another type is one UserError."""
+    """A YAML file that must hold a mapping (an empty file is {}); bad YAML, a key written twice in one mapping,
+    a file that is not UTF-8 text, or another type is one UserError."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a UTF-8 text file (byte {e.start} is {e.object[e.start]:#04x}); "
+                        f"{what} must be a YAML text file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read {what}: {e.strerror or e}") from None
+    try:
+        data = yaml.load(text, Loader=UniqueKeyLoader)
+    except DuplicateKeyError as e:
+        raise UserError(f"{path}: duplicate key {e.key!r} at line {e.line} (first at line {e.first}); YAML would "
+                        f"keep only the last value: remove one") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     data = {} if data is None else data
@@ -187,10 +265,27 @@ def read_yaml(path: Path, _seen: tuple = ()) -> dict:
     return out
 
 
+# how validate() names a float key in its messages
+FLOAT_LABELS = {"moco_t": "moco_t (tau)", "moco_m": "moco_m (m)", "knn_t": "knn_t (the kNN temperature)"}
+
+
+def k_above_n(cfg: Config, n: int, what: str, alt: str = "") -> str:
+    """The message for K larger than the N training images (moco: a queue of K keys, memory_bank: K negatives
+    drawn from the bank of one entry per image). ``what`` names N, ``alt`` another way out."""
+    why = ("the queue would hold several keys of the same images, the current positives included"
+           if cfg.mechanism == "moco" else
+           "K negatives drawn from a bank of one entry per image repeat every image, the positive's own included")
+    return (f"moco_k (K) {cfg.moco_k} is larger than {what} for mechanism {cfg.mechanism}: {why}; use "
+            f"--moco-k <= {n}{alt} (the ablation grids drop such K with 'drop_k_above: subset', ablations/grid.py)")
+
+
 def validate(cfg: Config) -> Config:
     def bad(msg: str):
         raise UserError(msg)
 
+    for f in fields(Config):
+        if f.type == "float" and not math.isfinite(getattr(cfg, f.name)):
+            bad(f"{FLOAT_LABELS.get(f.name, f.name)} must be a finite number, got {getattr(cfg, f.name)}")
     if cfg.mechanism not in MECHANISMS:
         bad(f"mechanism must be one of {', '.join(MECHANISMS)}, got '{cfg.mechanism}'")
     if cfg.shuffle_bn not in SHUFFLE_BN:
@@ -221,6 +316,10 @@ def validate(cfg: Config) -> Config:
         bad(f"bank_m must be in [0, 1), got {cfg.bank_m}")
     if not cfg.moco_t > 0:
         bad(f"moco_t (tau) must be > 0, got {cfg.moco_t}")
+    if not cfg.knn_t > 0:
+        bad(f"knn_t (the kNN temperature) must be > 0, got {cfg.knn_t}")
+    if cfg.mechanism in ("moco", "memory_bank") and 0 < cfg.subset < cfg.moco_k:
+        bad(k_above_n(cfg, cfg.subset, f"subset {cfg.subset} (the pretraining images)", " or a larger subset"))
     for name in ("batch_size", "epochs", "moco_dim", "image_size", "in_chans", "width", "bn_splits", "lr_ref_batch",
                  "knn_k"):
         if getattr(cfg, name) < 1:

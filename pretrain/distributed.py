@@ -64,6 +64,14 @@ def planned_world_size() -> int:
     return slurm_world_size()
 
 
+def planned_rank() -> int:
+    """This process's global rank, read from the environment before the process group exists (torchrun's
+    RANK, else an srun step's SLURM_PROCID, else 0)."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    return int(os.environ.get("SLURM_PROCID", "0")) if in_srun_step() else 0
+
+
 def env_from_slurm() -> None:
     """Export torchrun's variables from a multi-task ``srun`` step (one task per GPU), if not set already."""
     if "RANK" in os.environ or slurm_world_size() <= 1:

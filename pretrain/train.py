@@ -30,6 +30,7 @@ from .augment import BatchedAugment, TwoCrops, pil_transform
 from .builder import accuracy_t, autocast_dtype, build_model, info_nce
 from .checkpoint import (FORMAT, atomic_save, atomic_write_json, atomic_write_text, load, rng_state,
                          set_rng_state)
+from . import rundir
 from . import status as S
 from .config import EVAL_KEYS, RUNTIME_KEYS, Config, config_hash, eval_settings, save_yaml
 from .encoder import build_encoder
@@ -124,6 +125,9 @@ class Trainer:
         self.num_images = len(self.train_set)
         if self.num_images < cfg.batch_size:
             raise UserError(f"batch_size {cfg.batch_size} is larger than the {self.num_images} training images")
+        if cfg.mechanism in ("moco", "memory_bank") and cfg.moco_k > self.num_images:
+            from .config import k_above_n         # end_to_end: K = batch_size, checked just above
+            raise UserError(k_above_n(cfg, self.num_images, f"the {self.num_images} training images"))
         self.sampler = torch.utils.data.DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank,
                                                            shuffle=True, seed=cfg.seed, drop_last=True)
         self.eval_sets = None
@@ -157,6 +161,10 @@ class Trainer:
         # on the CPU whatever the training device: RNG states must stay CPU ByteTensors (torch.set_rng_state
         # refuses a CUDA tensor); load_state_dict copies weights and optimizer state to the parameters' device
         ck = load(self.ckpt_path, map_location="cpu")
+        missing = [k for k in ("epoch", "optimizer", "rng") if k not in ck]
+        if missing:
+            raise UserError(f"{self.ckpt_path}: cannot resume from it: no {', '.join(map(repr, missing))} (not a "
+                            f"training checkpoint of this pretrainer, e.g. an export); use a new --output")
         old, new = dict(ck.get("config", {})), self.cfg.to_dict()
         skip = set(RUNTIME_KEYS) | set(EVAL_KEYS) | {"epochs"}
         diff = [k for k in new if k not in skip and k in old and old.get(k) != new[k]]
@@ -357,6 +365,13 @@ def run(cfg: Config, run_dir, resume: bool = True, progress: bool = True) -> dic
     crashes. With ``fail_below_init`` the kNN of the random-init network is stored as ``knn_init``.
     """
     run_dir = Path(run_dir)
+    with rundir.lock(run_dir, D.planned_rank()):
+        if D.planned_rank() == 0:
+            rundir.clean_stale_temps(run_dir)           # a kill -9 during a checkpoint write left one
+        return _run_locked(cfg, run_dir, resume, progress)
+
+
+def _run_locked(cfg: Config, run_dir: Path, resume: bool, progress: bool) -> dict:
     summary_path = run_dir / "summary.json"
     world = D.planned_world_size()
     rid = config_hash(cfg, world)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ablations import results as results_table
 from pretrain import status
+from pretrain.errors import UserError
 from .errors import ReportError
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
@@ -133,6 +134,8 @@ def load_results(path: str | os.PathLike | None) -> Results:
         raise ReportError(f"results table {p} is a directory, expected a CSV file")
     try:
         df = results_table.read(p)
+    except UserError as e:              # not a results table (schema, status, numbers): refused, one line
+        raise ReportError(str(e)) from None
     except Exception as e:  # pandas raises many types for a corrupt CSV
         raise ReportError(f"cannot read results table {p}: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None

@@ -9,7 +9,7 @@
 #   bash scripts/gpu_check.sh [OUT_DIR]        (make gpu-check)
 #   env: PYTHON (default python3), FMNIST (folder of the Fashion-MNIST idx files; default: the preset's places),
 #        OFFICIAL_MOCO (folder with moco/builder.py), QUICK=1 (fewer epochs); a smoke test of this script on a CPU:
-#        DEVICE=cpu QUICK=1 EXTRA="--subset 2000 --knn-subset 1000" bash scripts/gpu_check.sh
+#        DEVICE=cpu QUICK=1 EXTRA="--subset 2000 --moco-k 1024 --knn-subset 1000" bash scripts/gpu_check.sh
 # Prints one PASS/FAIL line per check and writes OUT_DIR/gpu_check.log; exit code = number of failed checks.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -126,7 +126,7 @@ check "bench tiny --compare" 240 "$PY" -m pretrain.bench --preset tiny $DATA --d
 check "bench cifar10 demo shape (R18, batch 512, K 4096) --compare $OFF" 300 "$PY" -m pretrain.bench --preset cifar10 \
   --dataset synthetic --subset 4096 --workers 2 --device $DEV --compare --steps 20 $OFF
 check "bench ImageNet shape (R50, 224 px, batch 128, K 65536) --compare $OFF" 400 "$PY" -m pretrain.bench \
-  --preset imagenet --dataset synthetic --subset 1024 --image-size 224 --batch-size 128 --workers 4 --device $DEV \
+  --preset imagenet --dataset synthetic --subset 65536 --image-size 224 --batch-size 128 --workers 4 --device $DEV \
   --compare --steps 15 $OFF
 grep -E "^resnet|images/s|^  (fp32|bf16|fp16|official)" "$LOG" | grep -v "^==" | tee -a "$OUT/bench.txt" > /dev/null
 say "# $FAILS check(s) failed"

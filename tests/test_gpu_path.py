@@ -80,7 +80,7 @@ def test_knn_sharded_over_processes_equals_one_process(world, tmp_path):
 
 def test_knn_k_larger_than_a_shard(tmp_path):
     """k = 200 over 3 shards of ~40 images: the merged top-k still equals one process's."""
-    over = synthetic_overrides(subset=121, knn_k=200, knn_subset=50)
+    over = synthetic_overrides(subset=121, knn_k=200, knn_subset=50, moco_k=64)       # K <= the 121 images
     W.knn_sharded(0, 1, str(tmp_path / "one"), over)
     W.launch(W.knn_sharded, 3, str(tmp_path / "many"), over)
     one = torch.load(f"{tmp_path / 'one'}.0")

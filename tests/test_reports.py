@@ -311,7 +311,8 @@ def test_cli_bad_inputs_one_line_error(tmp_path):
     corrupt.write_bytes(b"grid,run_id\n\"fig3_mechanisms,abc\n\xff\xfe\x00\x01")
     p = _cli("--results", str(corrupt), "--out", str(tmp_path / "o"))
     assert p.returncode == 2, p.stdout
-    assert "Traceback" not in p.stderr and p.stderr.startswith("error: cannot read results table")
+    assert "Traceback" not in p.stderr and p.stderr.startswith("error: ")
+    assert "is not a mocobench results table (ParserError" in p.stderr
     assert p.stderr.strip().count("\n") == 0
     assert not (tmp_path / "o" / "index.html").exists()
 

@@ -11,7 +11,7 @@ from conftest import PY, ROOT
 def test_report_from_a_real_tiny_grid(tmp_path, env):
     env = dict(env, MOCOBENCH_RESULTS=str(tmp_path / "results.csv"), MOCOBENCH_RUNS=str(tmp_path / "runs"),
                MOCOBENCH_SUBMITIT=str(tmp_path / "submitit"), OMP_NUM_THREADS="2")
-    sets = ["subset=1024", "epochs=2", "max_steps=6", "knn_subset=500", "batch_size=64"]
+    sets = ["subset=1024", "moco_k=1024", "epochs=2", "max_steps=6", "knn_subset=500", "batch_size=64"]
     cmd = [PY, "-m", "ablations", "run", "table1_momentum", "--preset", "tiny", "--executor", "local", "--seeds", "1"]
     for s in sets:
         cmd += ["--set", s]

@@ -108,7 +108,7 @@ def test_corrupt_image_is_one_clear_error(tmp_path, env):
                 Image.new("RGB", (40, 40), (i * 40, 0, 0)).save(d / f"{i}.jpg")
     (root / "train" / "a" / "3.jpg").write_bytes(b"not a jpeg at all")
     r = subprocess.run([PY, "-m", "pretrain", "--preset", "imagenet", "--data", str(root), "--arch", "resnet18",
-                        "--image-size", "32", "--batch-size", "8", "--moco-k", "16", "--epochs", "1",
+                        "--image-size", "32", "--batch-size", "8", "--moco-k", "8", "--epochs", "1",
                         "--workers", "0", "--bn-splits", "2", "--output", str(tmp_path / "run"), "--no-progress"],
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert r.returncode == 2, r.stderr[-2000:]

@@ -17,10 +17,13 @@ and the pre-training head ``fc`` (v1 linear or v2 MLP) dropped (the official scr
 written atomically.
 
 Accepted inputs: mocobench checkpoints (``state_dict`` keys ``encoder_q.*``) and official MoCo
-checkpoints (``module.encoder_q.*``).  After writing, the .pkl is loaded into the detection model
-of ``--config`` (default: the VOC R50-C4 MoCo config) through detectron2's own
-``DetectionCheckpointer``; conversion fails unless every converted tensor is consumed, every
-backbone/res5 parameter is loaded from it, and the loaded values equal the checkpoint's.
+checkpoints (``module.encoder_q.*``); the ResNet is the checkpoint's ``arch`` or, without one,
+recognised from the weights (``transfer.arch.infer_arch``).  The .pkl is written to a temporary
+file beside OUT.pkl and loaded into the detection model of ``--config`` (default: the VOC R50-C4
+MoCo config) through detectron2's own ``DetectionCheckpointer``; only if every converted tensor is
+consumed, every backbone/res5 parameter is loaded from it and the loaded values equal the
+checkpoint's does it replace OUT.pkl (``os.replace``).  Otherwise OUT.pkl is left as it was, the
+temporary file is removed, and the reason is one ``error:`` line (exit code 2).
 """
 from __future__ import annotations
 
@@ -33,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .arch import DEPTHS, ArchError, declared_arch, infer_arch
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "pascal_voc_R_50_C4_24k_moco.yaml"
-#: torchvision bottleneck ResNets detectron2's R-C4 / R-FPN builders accept
-DEPTHS = {"resnet50": 50, "resnet101": 101, "resnet152": 152}
 _RESNET_KEY = re.compile(r"^(conv1\.weight|bn1\.\w+|layer[1-4]\.\d+\.\S+|fc\.\S+)$")
 
 
@@ -70,22 +73,32 @@ def query_encoder(obj: dict, path: str = "checkpoint") -> dict:
     if not enc:
         raise ConvertError(f"{path}: no query encoder ('encoder_q.*' or 'module.encoder_q.*' keys) "
                            "in state_dict")
-    arch = obj.get("arch") or (obj.get("config") or {}).get("arch")
-    if arch is not None and not str(arch).startswith("resnet"):
+    arch = declared_arch(obj)
+    if arch is not None and not arch.startswith("resnet"):
         raise ConvertError(f"{path}: arch '{arch}' is not a ResNet; detectron2's R-C4/R-FPN need a "
                            "torchvision ResNet encoder")
     bad = sorted(k for k in enc if not _RESNET_KEY.match(k))
     if bad or "conv1.weight" not in enc:
         what = bad[0] if bad else "missing conv1.weight"
         raise ConvertError(f"{path}: query encoder is not a torchvision ResNet (unexpected key: {what})")
-    if arch is not None and arch not in DEPTHS:
-        raise ConvertError(f"{path}: arch '{arch}' not supported for detection (bottleneck ResNets: "
-                           f"{', '.join(DEPTHS)})")
+    try:  # declared or, without 'arch', recognised from the weights (transfer.arch, shared with train)
+        found = infer_arch(enc, obj, path)
+    except ArchError as e:
+        raise ConvertError(str(e))
+    if found not in DEPTHS:
+        how = "" if arch is not None else " (no 'arch' in the checkpoint; recognised from its weights)"
+        raise ConvertError(f"{path}: arch '{found}'{how} not supported for detection (bottleneck "
+                           f"ResNets: {', '.join(DEPTHS)})")
     w = enc["conv1.weight"]
     if tuple(w.shape[1:]) != (3, 7, 7):
         raise ConvertError(f"{path}: stem conv1 is {tuple(w.shape)}, detectron2's stem needs a 7x7 "
                            "conv on 3 RGB channels (no cifar_stem / in_chans != 3 encoders)")
     return enc
+
+
+def encoder_arch(obj: dict, path: str = "checkpoint") -> str:
+    """The query encoder's ResNet (a key of :data:`DEPTHS`), validated as :func:`query_encoder` does."""
+    return infer_arch(query_encoder(obj, path), obj, path)
 
 
 def rename(k: str) -> str:
@@ -112,13 +125,21 @@ def convert(obj: dict, path: str = "checkpoint") -> dict:
     return {"model": model, "__author__": "MOCO", "matching_heuristics": True}
 
 
-def write_pkl(res: dict, out: str | os.PathLike) -> None:
+def write_pkl(res: dict, out: str | os.PathLike, check=None) -> None:
+    """Write ``res`` to ``out`` atomically: a temporary file in the same folder (named ``*.pkl``,
+    as detectron2's checkpointer needs), then ``check(tmp_path)`` if given (it raises to refuse the
+    file), then ``os.replace`` over ``out``.  If writing or ``check`` fails, whatever was at ``out``
+    is left as it was and the temporary file is removed."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.pkl")
     try:
         with open(tmp, "wb") as f:
             pickle.dump(res, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if check is not None:
+            check(tmp)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
@@ -148,17 +169,21 @@ def verify(pkl_path: str | os.PathLike, config: str | os.PathLike = DEFAULT_CONF
     model = build_model(cfg)
     model.eval()
     ckpt = DetectionCheckpointer(model)
-    # silence the per-key table detectron2 prints while matching
-    lg = logging.getLogger("detectron2.checkpoint.c2_model_loading")
-    old = lg.level
-    lg.setLevel(logging.WARNING)
+    # silence the per-key table detectron2 prints while matching, and the checkpointer's
+    # shape-mismatch warnings (the result below reports them: one error line, not a page)
+    quiet = [(logging.getLogger("detectron2.checkpoint.c2_model_loading"), logging.ERROR),
+             (ckpt.logger, logging.ERROR)]
+    levels = [lg.level for lg, _ in quiet]
+    for lg, level in quiet:
+        lg.setLevel(level)
     try:
         with open(pkl_path, "rb") as f:
             data = pickle.load(f, encoding="latin1")
         loaded = ckpt._load_file(str(pkl_path))
         incompatible = ckpt._load_model(loaded)
     finally:
-        lg.setLevel(old)
+        for (lg, _), level in zip(quiet, levels):
+            lg.setLevel(level)
     unused = sorted(incompatible.unexpected_keys)
     own = model.state_dict()
     # parameters that must come from the backbone checkpoint: everything under backbone.bottom_up
@@ -196,25 +221,26 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         obj = load_checkpoint(a.ckpt)
+        arch = encoder_arch(obj, a.ckpt)  # declared, or recognised from the weights
         res = convert(obj, a.ckpt)
-        arch = obj.get("arch") or (obj.get("config") or {}).get("arch")
-        if arch is None:  # official checkpoints: infer from the number of res4 blocks
-            n4 = len({k.split(".")[1] for k in res["model"] if k.startswith("res4.")})
-            arch = {6: "resnet50", 23: "resnet101", 36: "resnet152"}.get(n4)
-            if arch is None:
-                raise ConvertError(f"{a.ckpt}: cannot tell the ResNet depth ({n4} res4 blocks)")
-        write_pkl(res, a.out)
-        print(f"wrote {a.out}: {len(res['model'])} tensors ({arch}, query encoder)")
-        if not a.no_verify:
-            if not Path(a.config).is_file():
-                raise ConvertError(f"config not found: {a.config}")
-            r = verify(a.out, a.config, DEPTHS[arch])
+        verified = {}
+
+        def check(tmp):  # the .pkl replaces a.out only once detectron2 has loaded it cleanly
+            r = verify(tmp, a.config, DEPTHS[arch])
             problems = [f"{len(r[k])} {k} ({', '.join(r[k][:3])}{', ...' if len(r[k]) > 3 else ''})"
                         for k in ("unused", "missing", "mismatched") if r[k]]
             if problems:
-                os.unlink(a.out)
-                raise ConvertError(f"detectron2 did not load {a.out} cleanly: " + "; ".join(problems))
-            print(f"verified with detectron2: {r['matched']} backbone tensors matched, 0 unused, "
+                kept = "left unchanged" if Path(a.out).exists() else "not written"
+                raise ConvertError(f"detectron2 did not load the conversion of {a.ckpt} cleanly into "
+                                   f"{Path(a.config).name}: " + "; ".join(problems) + f"; {a.out} {kept}")
+            verified.update(r)
+
+        if not a.no_verify and not Path(a.config).is_file():
+            raise ConvertError(f"config not found: {a.config}")
+        write_pkl(res, a.out, None if a.no_verify else check)
+        print(f"wrote {a.out}: {len(res['model'])} tensors ({arch}, query encoder)")
+        if verified:
+            print(f"verified with detectron2: {verified['matched']} backbone tensors matched, 0 unused, "
                   "0 missing, 0 mismatched")
     except ConvertError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -18,8 +18,8 @@ across them; default: all visible GPUs).  Without CUDA, ``MODEL.DEVICE`` becomes
 is one process (detectron2 v0.6's ``launch()`` is CUDA/NCCL-only).
 
 Results (AP50, AP, AP75 of the boxes; ``APm`` = mask AP for COCO) become one row of the suite's
-results table (``ablations.results``, grid ``transfer``, run_id = hash of config, options, weights
-and trial), with the mean seconds per training iteration in ``step_time_s``.  ``SEED`` defaults to
+results table (``ablations.results``, grid ``transfer``, run_id = hash of the config's name and
+content (with its ``_BASE_`` chain), options, the weights' path and content, and trial), with the mean seconds per training iteration in ``step_time_s``.  ``SEED`` defaults to
 the trial number, so trials differ and reruns are reproducible.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -97,11 +98,73 @@ def task_of(cfg) -> str:
     return "coco" if "coco" in names else "voc"
 
 
+def config_digest(config) -> str:
+    """sha1 of the bytes of ``config`` and of every ``_BASE_`` it inherits, followed as detectron2
+    does (relative to the including file, ``~`` expanded, a list merged in order); a file that
+    cannot be read counts by its path."""
+    import yaml
+
+    h = hashlib.sha1()
+    seen = set()
+
+    def add(path: str) -> None:
+        if "://" in path:  # a remote _BASE_: its address
+            h.update(f"url:{path}\n".encode())
+            return
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            h.update(f"unreadable:{path}\n".encode())
+            return
+        h.update(len(data).to_bytes(8, "little") + data)
+        try:
+            base = (yaml.safe_load(data) or {}).get("_BASE_")
+        except (yaml.YAMLError, AttributeError):
+            return
+        for b in ([base] if isinstance(base, str) else base if isinstance(base, list) else []):
+            b = os.path.expanduser(str(b)) if str(b).startswith("~") else str(b)
+            if not b.startswith(("/", "https://", "http://")):
+                b = os.path.join(os.path.dirname(path), b)
+            key = b if "://" in b else os.path.realpath(b)
+            if key not in seen:  # a _BASE_ cycle (detectron2 would recurse forever) ends here
+                seen.add(key)
+                add(key)
+
+    seen.add(os.path.realpath(config))
+    add(os.path.realpath(config))
+    return h.hexdigest()
+
+
+_WEIGHTS_DIGESTS: dict = {}
+
+
+def weights_digest(weights) -> str | None:
+    """sha1 of a local weights file's bytes (cached by path, size and mtime); None for URLs,
+    empty weights and what is no readable file (reported later, as the weights are loaded)."""
+    if not weights or "://" in str(weights):
+        return None
+    try:
+        st = os.stat(weights)
+        key = (os.path.realpath(weights), st.st_size, st.st_mtime_ns)
+        if stat.S_ISREG(st.st_mode) and key not in _WEIGHTS_DIGESTS:
+            h = hashlib.sha1()
+            with open(weights, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    h.update(chunk)
+            _WEIGHTS_DIGESTS[key] = h.hexdigest()
+    except OSError:
+        return None
+    return _WEIGHTS_DIGESTS.get(key)
+
+
 def run_id(config, opts, weights, trial, eval_only: bool = False) -> str:
-    """12 hex chars identifying (config, overrides, weights, trial[, eval-only])."""
+    """12 hex chars identifying (config name and content with its _BASE_ chain, overrides, weights
+    path and content, trial[, eval-only]): an edited config or a rewritten checkpoint is a new run,
+    never one already done."""
     key = {"eval_only": True} if eval_only else {}
-    key |= {"config": Path(config).name, "opts": list(opts), "weights": str(Path(weights).resolve())
-           if weights and "://" not in str(weights) else str(weights), "trial": int(trial)}
+    key |= {"config": Path(config).name, "config_sha1": config_digest(config), "opts": list(opts),
+            "weights": str(Path(weights).resolve()) if weights and "://" not in str(weights)
+            else str(weights), "weights_sha1": weights_digest(weights), "trial": int(trial)}
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -230,19 +293,23 @@ def run(config, weights=None, trial: int = 0, output=None, opts=(), num_gpus=Non
             from . import convert as conv
             try:
                 obj = conv.load_checkpoint(weights)
-                res = conv.convert(obj, str(weights))
+                # declared, or recognised from the weights: the converter's rule (transfer.arch)
+                arch = conv.encoder_arch(obj, str(weights))
             except conv.ConvertError as e:
                 raise UserError(str(e))
-            pkl = out_dir / "backbone.pkl"
-            conv.write_pkl(res, pkl)
-            arch = obj.get("arch") or (obj.get("config") or {}).get("arch") or "resnet50"
-            if conv.DEPTHS.get(arch) != cfg.MODEL.RESNETS.DEPTH:
+            if conv.DEPTHS[arch] != cfg.MODEL.RESNETS.DEPTH:
                 raise UserError(f"{weights} is a {arch}, {Path(config).name} builds ResNet-"
                                 f"{cfg.MODEL.RESNETS.DEPTH} (add --opts MODEL.RESNETS.DEPTH "
-                                f"{conv.DEPTHS.get(arch)})")
-            chk = conv.verify(pkl, config, cfg.MODEL.RESNETS.DEPTH)
-            if chk["unused"] or chk["missing"] or chk["mismatched"]:
-                raise UserError(f"converted {weights} does not load cleanly into {Path(config).name}")
+                                f"{conv.DEPTHS[arch]})")
+            res = conv.convert(obj, str(weights))
+            pkl = out_dir / "backbone.pkl"
+
+            def check(tmp):  # backbone.pkl is only written once detectron2 loads it cleanly
+                chk = conv.verify(tmp, config, cfg.MODEL.RESNETS.DEPTH)
+                if chk["unused"] or chk["missing"] or chk["mismatched"]:
+                    raise UserError(f"converted {weights} does not load cleanly into {Path(config).name}")
+
+            conv.write_pkl(res, pkl, check)
             weights_d2 = str(pkl)
         else:
             weights_d2 = str(weights)

@@ -1,0 +1,135 @@
+"""A run directory has one owner: an exclusive ``flock`` on ``<run_dir>/.lock`` held for the whole run.
+
+Two ``python -m pretrain`` on one ``--output``, a relaunched grid whose killed launcher left its job training,
+or one grid launched twice would otherwise train one run twice at once and lose one result (or mix one run's
+``config.yaml`` with the other's checkpoint). The kernel drops the lock when its process dies (``kill -9``
+included), so a lock is never stale; the pid and host written into the file only name the owner in messages.
+On a cluster the run directories sit on a shared file system: ``flock`` there is an NFS/Lustre lock, which
+Linux supports (NFSv4, Lustre with ``flock`` mounts).
+
+Each process of a multi-process (DDP) run locks its own file (``.lock`` for rank 0, ``.lock.rank<R>``), so a
+second launch of the same run fails on every rank at once instead of leaving its other ranks waiting in a
+collective.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import UserError
+
+LOCK = ".lock"
+_held: dict[str, int] = {}             # lock path -> depth, for this process (a job's lock covers its run())
+
+
+def lock_path(run_dir, rank: int = 0) -> Path:
+    return Path(run_dir) / (LOCK if rank == 0 else f"{LOCK}.rank{rank}")
+
+
+def prepare(run_dir) -> Path:
+    """Create ``run_dir`` if needed; one UserError naming the path when it cannot hold a run (a file, a
+    read-only or missing parent, no permission)."""
+    d = Path(run_dir)
+    if d.exists() and not d.is_dir():
+        raise UserError(f"--output {d} is an existing file, not a run directory; choose a directory")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the run directory {d}: {e.strerror or e}") from None
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write into the run directory {d}: permission denied")
+    return d
+
+
+def owner(run_dir, rank: int = 0) -> str | None:
+    """Who holds the run directory's lock ('pid P on host H since T'), or None when nobody does."""
+    p = lock_path(run_dir, rank)
+    if str(p) in _held:
+        return f"pid {os.getpid()} on host {socket.gethostname()} (this process)"
+    try:
+        fd = os.open(p, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        try:
+            text = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        except OSError:
+            text = ""
+        return text or "another process"
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def lock(run_dir, rank: int = 0, wait_s: float = 0.0, poll_s: float = 5.0, on_wait=None):
+    """Hold the run directory exclusively (re-entrant within one process). ``wait_s`` = 0: a directory held by
+    another process is one UserError naming the owner; > 0: wait up to that long for it (``on_wait(owner)``
+    is called once when waiting starts)."""
+    d = prepare(run_dir)
+    p = lock_path(d, rank)
+    key = str(p)
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    try:
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise UserError(f"cannot create the lock file {p}: {e.strerror or e}") from None
+    try:
+        deadline, told = time.monotonic() + wait_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise UserError(f"cannot lock {p}: {e.strerror or e}") from None
+                who = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                if time.monotonic() >= deadline:
+                    raise UserError(f"{d} is in use by {who}: one run directory, one process; wait for it to "
+                                    f"finish or choose another --output") from None
+                if on_wait and not told:
+                    on_wait(who)
+                    told = True
+                time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.05)))
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()} since {stamp}".encode(), 0)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            del _held[key]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def clean_stale_temps(run_dir) -> list[Path]:
+    """Remove the temp files an atomic write killed mid-way left behind (``.<name>.<random>.tmp``, up to a
+    checkpoint's size). Only safe under :func:`lock`: no other process is writing in the directory."""
+    gone = []
+    for p in Path(run_dir).glob(".*.tmp"):
+        try:
+            p.unlink()
+            gone.append(p)
+        except FileNotFoundError:
+            pass
+    return gone
