@@ -175,7 +175,7 @@ def test_every_config_is_pinned():
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_config_values(name):
     """Each YAML loads through get_cfg().merge_from_file and holds the paper's values."""
-    from transfer.train import load_cfg
+    from transfer.d2config import load_cfg
 
     cfg = load_cfg(CONFIGS / name)
     for key, want in EXPECTED[name].items():
@@ -196,7 +196,7 @@ def test_norm_is_one_override_and_builds():
     import torch.nn as nn
     from detectron2.layers import NaiveSyncBatchNorm
     from detectron2.modeling import build_model
-    from transfer.train import load_cfg
+    from transfer.d2config import load_cfg
 
     for norm, cls in (("SyncBN", nn.SyncBatchNorm), ("naiveSyncBN", NaiveSyncBatchNorm)):
         cfg = load_cfg(CONFIGS / "pascal_voc_R_50_C4_24k_moco.yaml",
@@ -239,7 +239,7 @@ def test_convert_roundtrip_identical_values(moco_ckpt, converted):
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
     from transfer.convert import rename
-    from transfer.train import load_cfg
+    from transfer.d2config import load_cfg
 
     ck = torch.load(moco_ckpt, map_location="cpu", weights_only=False)
     sd = ck["state_dict"]
@@ -391,7 +391,8 @@ def test_coco_evaluator_pure_python(d2_root, tmp_path):
     on the synthetic COCO annotations: ground-truth boxes and masks as predictions give AP 100,
     boxes at IoU 0.625 give AP50 100, AP75 0, AP 30 (3 of 10 IoU thresholds)."""
     from detectron2.data import DatasetCatalog
-    from transfer.train import build_trainer_class, load_cfg
+    from transfer.d2config import load_cfg
+    from transfer.train import build_trainer_class
 
     _register(d2_root)
     dicts = DatasetCatalog.get("coco_synthetic_test")

@@ -163,9 +163,9 @@ def verify(pkl_path: str | os.PathLike, config: str | os.PathLike = DEFAULT_CONF
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
-    from . import train  # noqa: F401  registers Res5ROIHeadsExtraNorm
+    from .d2config import load_cfg       # registers Res5ROIHeadsExtraNorm and the datasets
 
-    cfg = train.load_cfg(config, ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", str(depth)])
+    cfg = load_cfg(config, ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", str(depth)])
     model = build_model(cfg)
     model.eval()
     ckpt = DetectionCheckpointer(model)
