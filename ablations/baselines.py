@@ -80,7 +80,7 @@ def run(preset: str, seeds: int | None = None, lincls: bool = True, sets: dict |
     from pretrain.knn import eval_loaders
 
     from .grid import default_seeds
-    from .launcher import git_sha
+    from pretrain.fileio import git_sha
     seeds = default_seeds(preset) if seeds is None else int(seeds)
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")

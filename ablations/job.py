@@ -9,7 +9,6 @@ the torchrun variables exported here (or SLURM's), and only global rank 0 writes
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import traceback
@@ -20,7 +19,8 @@ import submitit
 
 from pretrain import rundir
 from pretrain import status as S
-from pretrain.checkpoint import atomic_write_json
+from pretrain.fileio import atomic_write_json, atomic_write_text, read_json
+from pretrain.rundir import RunDir
 
 from . import results
 
@@ -39,13 +39,6 @@ def _now() -> str:
 
 
 
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def base_row(grid: str, preset: str, run_id: str, run_dir: Path, cfg_dict: dict) -> dict:
     row = {"grid": grid, "run_id": run_id, "preset": preset, "run_dir": str(run_dir)}
     for c in SWEPT_COLUMNS:
@@ -58,7 +51,7 @@ def base_row(grid: str, preset: str, run_id: str, run_dir: Path, cfg_dict: dict)
 def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg_dict: dict) -> dict | None:
     """The results row of a finished run (summary.json, plus lincls.json if there is one), else None. The
     status is the summary's (a legacy ``failed`` one mapped by ``pretrain.status.from_summary``)."""
-    s = read_json(run_dir / "summary.json")
+    s = RunDir(run_dir).read_summary()
     status = S.from_summary(s)
     if status not in S.RESULTS:
         return None
@@ -67,7 +60,7 @@ def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg_dic
     for k in METRIC_KEYS:
         if s.get(k) is not None:
             row[k] = s[k]
-    lin = read_json(run_dir / "lincls.json")
+    lin = read_json(RunDir(run_dir).lincls)
     if lin:
         for k in ("lincls_acc1", "lincls_acc5"):
             if lin.get(k) is not None:
@@ -94,16 +87,16 @@ def error_kind(exc: BaseException) -> str:
 def record_error(run_dir: Path, run_id: str, reason: str, kind: str) -> dict:
     """summary.json of a run stopped by an error (never over a finished result: done, diverged or
     not_converged)."""
-    prev = read_json(run_dir / "summary.json")
+    prev = RunDir(run_dir).read_summary()
     s = {"status": "error", "error_kind": kind, "reason": reason[:500], "run_id": run_id,
          "host": socket.gethostname(), "finished_at": _now()}
     if S.from_summary(prev) not in S.RESULTS:
-        atomic_write_json(run_dir / "summary.json", s)
+        atomic_write_json(RunDir(run_dir).summary, s)
     return s
 
 
 def error_row(row: dict, run_dir: Path) -> dict:
-    s = read_json(run_dir / "summary.json") or {}
+    s = RunDir(run_dir).read_summary() or {}
     if s.get("status") == "error":
         return {**row, "status": "error", "error_kind": s.get("error_kind", "crash"), "reason": s.get("reason", "")}
     return {**row, "status": "error", "error_kind": "lost", "reason": "no summary.json written"}
@@ -175,7 +168,7 @@ class GridJob(submitit.helpers.Checkpointable):
             reason = f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
             if rank == 0:
                 (run_dir).mkdir(parents=True, exist_ok=True)
-                (run_dir / "error.log").write_text(traceback.format_exc())
+                atomic_write_text(RunDir(run_dir).error_log, traceback.format_exc())
                 record_error(run_dir, run_id, reason, error_kind(e))
         if rank != 0:
             return {}
@@ -196,18 +189,18 @@ class GridJob(submitit.helpers.Checkpointable):
         # The linear protocol also runs on a run that did not converge (finite weights: its number stays
         # visible beside the "fail"), not on a diverged one (non-finite weights).
         evaluable = S.from_summary(summary) in (S.DONE, S.NOT_CONVERGED)
-        if evaluable and "lincls" in self.evals and not (run_dir / "lincls.json").exists():
+        if evaluable and "lincls" in self.evals and not RunDir(run_dir).lincls.exists():
             # every process of a multi-task job takes part (DDP at ImageNet scale); rank 0 writes the file
             res = self._lincls(cfg, run_dir)
             if rank == 0:
-                atomic_write_json(run_dir / "lincls.json", res)
+                atomic_write_json(RunDir(run_dir).lincls, res)
 
     @staticmethod
     def _lincls(cfg, run_dir: Path) -> dict:
         """The linear protocol (paper Sec. 4.1: frozen backbone, linear classifier; official defaults), by all
         the job's processes (the ImageNet protocol runs under DDP)."""
         from pretrain import lincls
-        out = lincls.run(str(run_dir / "checkpoint.pth"), out=str(run_dir / "lincls.json"), progress=False,
+        out = lincls.run(str(RunDir(run_dir).checkpoint), out=str(RunDir(run_dir).lincls), progress=False,
                          device=cfg.device, timeout_min=cfg.dist_timeout_min)
         return {**out, "finished_at": _now()}
 

@@ -26,13 +26,16 @@ import submitit
 from tqdm import tqdm
 
 from pretrain import rundir
+from pretrain.rundir import RunDir
 from pretrain import status as S
 from pretrain.config import read_yaml_mapping
 from pretrain.errors import UserError
 
 from . import results
 from .grid import RunSpec, expand, load_grid
-from .job import GridJob, atomic_write_json, base_row, read_json, record_error, row_from_run_dir
+from pretrain.fileio import atomic_write_json, git_sha, read_json
+
+from .job import GridJob, base_row, record_error, row_from_run_dir
 
 REPO = Path(__file__).resolve().parent.parent
 EXECUTORS = ("slurm", "local", "debug", "auto")
@@ -50,19 +53,6 @@ PARAMS = {"partition": str, "nodes": int, "gpus_per_node": int, "ntasks_per_node
 
 def runs_root() -> Path:
     return Path(os.environ.get("MOCOBENCH_RUNS", REPO / "runs"))
-
-
-def git_sha() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, timeout=10)
-        if sha.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
 
 
 def slurm_answers(timeout_s: float = 10) -> bool:
@@ -201,7 +191,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
         evals_of[rid] = (ev, spec.label)
         cfg_dict = {**cfg.to_dict(), "lr": cfg.effective_lr}   # the lr used (linear scaling applied)
         run_dir = root / grid["name"] / Path(preset).stem / rid
-        s = read_json(run_dir / "summary.json")
+        s = RunDir(run_dir).read_summary()
         st = S.from_summary(s)
         state, note = "todo", ""
         if st in (S.DIVERGED, S.NOT_CONVERGED) and retry_failed:
@@ -209,7 +199,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
         elif st in S.RESULTS and finished_state(s, cfg, rid) == "reevaluate":
             note = REEVAL_NOTE
         elif st == S.DONE:
-            if "lincls" in spec.eval and not (run_dir / "lincls.json").exists():
+            if "lincls" in spec.eval and not RunDir(run_dir).lincls.exists():
                 note = "pretrained; linear protocol to do"
             else:
                 state = "done"
@@ -222,20 +212,20 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
             other = _finished_elsewhere(root, grid["name"], preset, rid, spec.eval)
             if other is not None:
                 # The same resolved config already ran for another grid: one training, one row per grid.
-                if finished_state(read_json(other / "summary.json"), cfg, rid) == "reevaluate":
+                if finished_state(RunDir(other).read_summary(), cfg, rid) == "reevaluate":
                     run_dir, note = other, f"{REEVAL_NOTE}; run of {other.parent.parent.name}"
                 else:
                     run_dir, state, note = other, "done", f"same run as {other.parent.parent.name}"
         if state == "todo":
-            j = read_json(run_dir / "job.json")
+            j = read_json(RunDir(run_dir).job)
             holder = rundir.owner(run_dir)
             if holder is not None:
                 # a live process trains it (a killed launcher's job, another launch): not trained twice
                 state, note = "running", f"in use by {holder}: not submitted again"
             elif j and j.get("executor") == "slurm" and _slurm_active(j.get("job_id", "")):
                 state, note = "queued", f"SLURM job {j['job_id']}"
-            elif (run_dir / "metrics.jsonl").exists() and not note:
-                n = sum(1 for _ in open(run_dir / "metrics.jsonl"))
+            elif RunDir(run_dir).metrics.exists() and not note:
+                n = RunDir(run_dir).epochs_logged()
                 note = f"resumes after epoch {n}/{cfg.epochs}"
         p = Planned(spec, rid, run_dir, cfg_dict, state, note,
                     retry_failed=retry_failed and st in (S.DIVERGED, S.NOT_CONVERGED))
@@ -249,8 +239,7 @@ def _finished_elsewhere(root: Path, grid: str, preset: str, rid: str, evals: lis
     for d in sorted(root.glob(f"*/{Path(preset).stem}/{rid}")):
         if d.parent.parent.name == grid:
             continue
-        s = read_json(d / "summary.json")
-        if S.from_summary(s) == S.DONE and ("lincls" not in evals or (d / "lincls.json").exists()):
+        if S.from_summary(RunDir(d).read_summary()) == S.DONE and ("lincls" not in evals or RunDir(d).lincls.exists()):
             return d
     return None
 
@@ -374,10 +363,9 @@ def set_aside_failed(p: Planned) -> None:
     ``summary.<status>.<time>.json``) so that its job trains it again; only at submission, never in a dry run."""
     if not p.retry_failed:
         return
-    s = read_json(p.run_dir / "summary.json")
-    st = S.from_summary(s)
+    st = S.from_summary(RunDir(p.run_dir).read_summary())
     if st in (S.DIVERGED, S.NOT_CONVERGED):
-        os.replace(p.run_dir / "summary.json", p.run_dir / f"summary.{st}.{int(time.time())}.json")
+        RunDir(p.run_dir).set_aside_summary(st, int(time.time()))
 
 
 def _start(h: list, kind: str, folder: Path) -> None:
@@ -386,7 +374,7 @@ def _start(h: list, kind: str, folder: Path) -> None:
 
 
 def _record_job(p: Planned, kind: str, job, folder: Path) -> None:
-    atomic_write_json(p.run_dir / "job.json", {"executor": kind, "job_id": str(job.job_id), "folder": str(folder),
+    atomic_write_json(RunDir(p.run_dir).job, {"executor": kind, "job_id": str(job.job_id), "folder": str(folder),
                                                "submitted_at": _now()})
 
 
@@ -517,13 +505,13 @@ def _isnan(v) -> bool:
 def run_status(grid_name: str, preset: str, root=None, sets=None, world: int = 1, seeds: int | None = None) -> str:
     grid, planned = plan(grid_name, preset, root, sets, world=world, seeds=seeds)
     for p in planned:
-        n = sum(1 for _ in open(p.run_dir / "metrics.jsonl")) if (p.run_dir / "metrics.jsonl").exists() else 0
+        n = RunDir(p.run_dir).epochs_logged()
         progress = f"epoch {n}/{p.cfg['epochs']}"
         if p.state == "queued":
             p.state, p.note = ("running" if n else "queued"), f"{p.note}, {progress}"
         elif p.state == "todo" and n:
             p.state, p.note = "partial", f"{progress} (rerun `run` to resume)"
-        elif p.state == "todo" and (p.run_dir / "job.json").exists():
+        elif p.state == "todo" and RunDir(p.run_dir).job.exists():
             p.state = "submitted"
         elif p.state == "todo":
             p.state = "pending"

@@ -39,6 +39,7 @@ import pandas as pd
 
 from pretrain import status as S
 from pretrain.errors import UserError
+from pretrain.fileio import atomic_path, stale_temps
 
 IDENTITY = ["grid", "run_id", "preset", "run_dir", "status", "reason", "error_kind", "baseline"]
 SWEPT = ["mechanism", "moco_k", "moco_m", "moco_t", "shuffle_bn", "bn_splits", "mlp",
@@ -175,8 +176,9 @@ def upsert(rows: Iterable[Mapping], path: str | os.PathLike | None = None,
 
 
 def _upsert_locked(rows: list[dict], path: Path, keys: tuple) -> pd.DataFrame:
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):       # a writer killed mid-write (we hold the lock)
-        stale.unlink(missing_ok=True)
+    for stale in stale_temps(path.parent):       # a writer killed mid-write (we hold the lock)
+        if stale.name.startswith(f".{path.name}."):
+            stale.unlink(missing_ok=True)
     df = read(path)
     for r in rows:
         match = pd.Series(True, index=df.index)
@@ -194,9 +196,8 @@ def _upsert_locked(rows: list[dict], path: Path, keys: tuple) -> pd.DataFrame:
         else:
             df = pd.concat([df, pd.DataFrame([r], columns=df.columns).astype(object)],
                            ignore_index=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
     return df
 
 

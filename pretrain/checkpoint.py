@@ -1,11 +1,8 @@
-"""Atomic files (temp file + rename: a killed run never leaves a half-written checkpoint or result) and the
-random-number-generator state that makes a resumed run bit-identical."""
+"""Checkpoints: loading one (one clear error for a bad file), its query encoder, and the random-number-generator
+state that makes a resumed run bit-identical. Writing goes through ``pretrain.fileio`` (atomic)."""
 from __future__ import annotations
 
-import json
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,37 +11,6 @@ import torch
 from .errors import UserError
 
 FORMAT = "mocobench-v1"
-
-
-def _atomic(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)             # mkstemp makes 0600; give the file the usual permissions
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path, text: str) -> None:
-    _atomic(path, lambda f: f.write(text.encode()))
-
-
-def atomic_write_json(path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def atomic_save(obj, path) -> None:
-    _atomic(path, lambda f: torch.save(obj, f))
 
 
 def rng_state() -> dict:

@@ -393,7 +393,7 @@ def eval_settings(cfg: Config) -> dict:
 
 
 def save_yaml(cfg: Config, path: Path) -> None:
-    from .checkpoint import atomic_write_text
+    from .fileio import atomic_write_text
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 

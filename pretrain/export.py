@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 
 
-from .checkpoint import FORMAT, atomic_save, load, query_encoder_state
+from .checkpoint import FORMAT, load, query_encoder_state
+from .fileio import atomic_save
 from .errors import UserError, die
 
 

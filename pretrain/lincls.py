@@ -42,7 +42,9 @@ from tqdm import tqdm
 from . import data
 from . import distributed as D
 from .augment import normalize_batch, resized_crop, sample_crops
-from .checkpoint import atomic_save, atomic_write_json, atomic_write_text, load, query_encoder_state
+from .checkpoint import load, query_encoder_state
+from .fileio import atomic_save, atomic_write_json, atomic_write_text
+from .rundir import RunDir
 from .config import Config, _check_keys, load_config, validate
 from .encoder import backbone_forward, build_encoder, feature_dim
 from .errors import UserError, die
@@ -98,7 +100,7 @@ def _accuracy(logits, y):
 
 def output_paths(ckpt_path, out) -> tuple[Path, Path, Path]:
     """(result JSON, per-epoch lincls checkpoint, per-epoch metrics) - the latter two beside the JSON."""
-    o = Path(out) if out else Path(ckpt_path).parent / "lincls.json"
+    o = Path(out) if out else RunDir(Path(ckpt_path).parent).lincls
     return o, o.with_name(f"{o.stem}_checkpoint.pth"), o.with_name(f"{o.stem}_metrics.jsonl")
 
 

@@ -1,4 +1,4 @@
-"""A run directory has one owner: an exclusive ``flock`` on ``<run_dir>/.lock`` held for the whole run.
+"""A run directory: the names of its files (:class:`RunDir`, the only place they are spelled) and its one owner: an exclusive ``flock`` on ``<run_dir>/.lock`` held for the whole run.
 
 Two ``python -m pretrain`` on one ``--output``, a relaunched grid whose killed launcher left its job training,
 or one grid launched twice would otherwise train one run twice at once and lose one result (or mix one run's
@@ -19,12 +19,68 @@ import os
 import socket
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import UserError
+from .fileio import read_json, stale_temps
 
 LOCK = ".lock"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one run directory (pretraining, the grid job, the linear protocol all write here)."""
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def config(self) -> Path:         # the resolved config (config.yaml)
+        return self.path / "config.yaml"
+
+    @property
+    def checkpoint(self) -> Path:     # everything needed to resume (checkpoint.pth, atomic, every epoch)
+        return self.path / "checkpoint.pth"
+
+    @property
+    def metrics(self) -> Path:        # one JSON line per epoch (metrics.jsonl)
+        return self.path / "metrics.jsonl"
+
+    @property
+    def summary(self) -> Path:        # the run's result and status (summary.json)
+        return self.path / "summary.json"
+
+    @property
+    def lincls(self) -> Path:         # the linear protocol's result (lincls.json)
+        return self.path / "lincls.json"
+
+    @property
+    def job(self) -> Path:            # the executor and job id that trains it (job.json)
+        return self.path / "job.json"
+
+    @property
+    def error_log(self) -> Path:      # the traceback of a run stopped by an error (error.log)
+        return self.path / "error.log"
+
+    def set_aside_summary(self, status: str, stamp: int) -> Path:
+        """Move summary.json to ``summary.<status>.<stamp>.json`` (kept; the run is trained again)."""
+        dest = self.path / f"summary.{status}.{stamp}.json"
+        os.replace(self.summary, dest)
+        return dest
+
+    def read_summary(self) -> dict | None:
+        return read_json(self.summary)
+
+    def epochs_logged(self) -> int:
+        """Epochs in metrics.jsonl (0 when there is none)."""
+        try:
+            with open(self.metrics) as f:
+                return sum(1 for line in f if line.strip())
+        except OSError:
+            return 0
 _held: dict[str, int] = {}             # lock path -> depth, for this process (a job's lock covers its run())
 
 
@@ -123,10 +179,10 @@ def lock(run_dir, rank: int = 0, wait_s: float = 0.0, poll_s: float = 5.0, on_wa
 
 
 def clean_stale_temps(run_dir) -> list[Path]:
-    """Remove the temp files an atomic write killed mid-way left behind (``.<name>.<random>.tmp``, up to a
+    """Remove the temp files an atomic write killed mid-way left behind (``pretrain.fileio``: up to a
     checkpoint's size). Only safe under :func:`lock`: no other process is writing in the directory."""
     gone = []
-    for p in Path(run_dir).glob(".*.tmp"):
+    for p in stale_temps(run_dir):
         try:
             p.unlink()
             gone.append(p)

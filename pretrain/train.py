@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import random
 import resource
 import socket
-import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,8 +26,8 @@ from . import data
 from . import distributed as D
 from .augment import BatchedAugment, TwoCrops, pil_transform
 from .builder import accuracy_t, autocast_dtype, build_model, info_nce
-from .checkpoint import (FORMAT, atomic_save, atomic_write_json, atomic_write_text, load, rng_state,
-                         set_rng_state)
+from .checkpoint import FORMAT, load, rng_state, set_rng_state
+from .fileio import atomic_save, atomic_write_json, atomic_write_text, git_sha
 from . import rundir
 from . import status as S
 from .config import EVAL_KEYS, RUNTIME_KEYS, Config, config_hash, eval_settings, save_yaml
@@ -47,15 +45,6 @@ def seed_all(seed: int, epoch: int, rank: int) -> int:
     random.seed(s)
     np.random.seed(s)
     return s
-
-
-def git_sha() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5)
-        return out.stdout.strip() if out.returncode == 0 else ""
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
 
 
 def peak_mem_mb(device: torch.device) -> float:
@@ -144,7 +133,7 @@ class Trainer:
     # -- checkpoint -----------------------------------------------------------------------------------------
     @property
     def ckpt_path(self) -> Path:
-        return self.run_dir / "checkpoint.pth"
+        return rundir.RunDir(self.run_dir).checkpoint
 
     def save(self, epoch: int) -> None:
         if not D.is_main():
@@ -153,7 +142,7 @@ class Trainer:
                      "world_size": self.world, "state_dict": self.model.state_dict(),
                      "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                      "rng": rng_state(), "history": self.history}, self.ckpt_path)
-        atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+        atomic_write_text(rundir.RunDir(self.run_dir).metrics, "".join(json.dumps(r) + "\n" for r in self.history))
 
     def resume(self) -> None:
         if not self.ckpt_path.exists():
@@ -372,7 +361,8 @@ def run(cfg: Config, run_dir, resume: bool = True, progress: bool = True) -> dic
 
 
 def _run_locked(cfg: Config, run_dir: Path, resume: bool, progress: bool) -> dict:
-    summary_path = run_dir / "summary.json"
+    files = rundir.RunDir(run_dir)
+    summary_path = files.summary
     world = D.planned_world_size()
     rid = config_hash(cfg, world)
     finished = None
@@ -388,7 +378,7 @@ def _run_locked(cfg: Config, run_dir: Path, resume: bool, progress: bool) -> dic
             return prev
         if state == "reevaluate":
             finished = prev                          # same training, other evaluation: re-evaluate
-    if not resume and (run_dir / "checkpoint.pth").exists():
+    if not resume and files.checkpoint.exists():
         raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --output")
     t0 = time.time()
     trainer = Trainer(cfg, run_dir, progress)
@@ -397,7 +387,7 @@ def _run_locked(cfg: Config, run_dir: Path, resume: bool, progress: bool) -> dic
             trainer.resume()
         if D.is_main():
             run_dir.mkdir(parents=True, exist_ok=True)
-            save_yaml(cfg, run_dir / "config.yaml")
+            save_yaml(cfg, files.config)
         trainer.t0 = t0
         status, reason, knn_init = S.DONE, "", None
         old_eval = {**eval_settings(Config()), **((finished or {}).get("eval") or {})}
@@ -435,7 +425,7 @@ def _run_locked(cfg: Config, run_dir: Path, resume: bool, progress: bool) -> dic
                 trainer.save(len(trainer.history))           # the checkpoint's history gets the new kNN
             atomic_write_json(summary_path, summary)
             if status != S.DONE:
-                atomic_write_text(run_dir / "metrics.jsonl",
+                atomic_write_text(files.metrics,
                                   "".join(json.dumps(r) + "\n" for r in trainer.history))
         if D.is_dist():
             torch.distributed.barrier()                   # no rank runs ahead of rank 0's last writes

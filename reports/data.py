@@ -19,6 +19,7 @@ import pandas as pd
 from ablations import results as results_table
 from pretrain import status
 from pretrain.errors import UserError
+from pretrain.rundir import RunDir
 from .errors import ReportError
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
@@ -172,7 +173,7 @@ def read_curve(run_path: Path | None) -> pd.DataFrame | None:
     A corrupt line is skipped (a run killed mid-write may leave a partial last line)."""
     if run_path is None:
         return None
-    f = Path(run_path) / "metrics.jsonl"
+    f = RunDir(run_path).metrics
     if not f.is_file():
         return None
     rows = []

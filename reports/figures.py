@@ -14,7 +14,6 @@ Every figure is written as PNG, SVG and PDF (temp file + rename).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -24,6 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from pretrain.fileio import atomic_path  # noqa: E402
 
 from . import data  # noqa: E402
 
@@ -45,9 +46,8 @@ def save(fig, out_dir: Path, name: str) -> dict:
     paths = {}
     for fmt in FORMATS:
         final = out_dir / f"{name}.{fmt}"
-        tmp = out_dir / f".{name}.{os.getpid()}.tmp.{fmt}"
-        fig.savefig(tmp, format=fmt, bbox_inches="tight")
-        os.replace(tmp, final)
+        with atomic_path(final, suffix="." + fmt) as tmp:
+            fig.savefig(tmp, format=fmt, bbox_inches="tight")
         paths[fmt] = final
     plt.close(fig)
     return paths

@@ -7,7 +7,7 @@ import html
 import os
 from pathlib import Path
 
-from pretrain.checkpoint import atomic_write_text
+from pretrain.fileio import atomic_write_text
 
 from .cells import Cell, Table
 

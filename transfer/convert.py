@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pretrain.fileio import atomic_path
+
 from .arch import DEPTHS, ArchError, declared_arch, infer_arch
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -130,20 +132,11 @@ def write_pkl(res: dict, out: str | os.PathLike, check=None) -> None:
     as detectron2's checkpointer needs), then ``check(tmp_path)`` if given (it raises to refuse the
     file), then ``os.replace`` over ``out``.  If writing or ``check`` fails, whatever was at ``out``
     is left as it was and the temporary file is removed."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.pkl")
-    try:
+    with atomic_path(out, suffix=".pkl", check=check) as tmp:
         with open(tmp, "wb") as f:
             pickle.dump(res, f)
             f.flush()
             os.fsync(f.fileno())
-        if check is not None:
-            check(tmp)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def verify(pkl_path: str | os.PathLike, config: str | os.PathLike = DEFAULT_CONFIG,

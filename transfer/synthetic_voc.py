@@ -19,15 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
+
+from pretrain.fileio import atomic_dir
 
 CLASS_NAMES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -120,9 +120,7 @@ def generate(out: str | os.PathLike, images: int = 24, test_images: int | None =
         raise ValueError("--images and --test-images must be >= 1")
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists (use --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         for sub in ("JPEGImages", "Annotations", "ImageSets/Main", "annotations"):
             (tmp / sub).mkdir(parents=True)
         rng = np.random.default_rng(seed)
@@ -146,12 +144,6 @@ def generate(out: str | os.PathLike, images: int = 24, test_images: int | None =
             (tmp / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
             (tmp / "annotations" / f"instances_{split}.json").write_text(
                 json.dumps(_coco(coco[split], split)))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return {**splits, "objects": n_obj}
 
 

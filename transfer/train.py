@@ -31,12 +31,11 @@ import json
 import os
 import socket
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from pretrain.checkpoint import atomic_write_json
+from pretrain.fileio import atomic_write_json, git_sha
 from pretrain.errors import UserError
 
 from .d2config import check_datasets, config_digest, load_cfg, task_of
@@ -82,14 +81,6 @@ def run_id(config, opts, weights, trial, eval_only: bool = False) -> str:
             "weights": str(Path(weights).resolve()) if weights and "://" not in str(weights)
             else str(weights), "weights_sha1": weights_digest(weights), "trial": int(trial)}
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _git_sha():
-    try:
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def build_trainer_class():
@@ -276,7 +267,7 @@ def run(config, weights=None, trial: int = 0, output=None, opts=(), num_gpus=Non
            "wall_s": round(time.perf_counter() - t0, 3),
            "step_time_s": round(sum(steps[1:]) / len(steps[1:]), 4) if len(steps) > 1
            else (round(steps[0], 4) if steps else None),
-           "git_sha": _git_sha(),
+           "git_sha": git_sha(),
            "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if not metrics:
         row.update(status="error", error_kind="crash", reason="evaluation produced no box AP")
