@@ -23,7 +23,7 @@ import sys
 
 import yaml
 
-from pretrain.errors import UserError, one_line
+from pretrain.errors import UserError, report
 
 
 def _kv(s: str):
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
             try:
                 rows = L.wait_all(grid, args.preset, submitted, kind, params, args.max_wait_min * 60)
             except TimeoutError as e:
-                print(f"error: {e}", file=sys.stderr)
+                report(e)
                 rc = 1
                 continue
             print(L.format_table(grid, args.preset, planned, {r.get("run_id"): r for r in rows if r}))
@@ -154,8 +154,7 @@ def main(argv=None) -> int:
             rc = rc or (1 if errors else 0)
         return rc
     except UserError as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        return 2
+        return report(e)
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; rerun to continue the others", file=sys.stderr)
         return 130

@@ -431,7 +431,9 @@ def wait_all(grid: dict, preset: str, submitted: list, kind: str, params: dict, 
     def collect(p: Planned, job) -> None:
         try:
             row = job.results()[0]          # task 0 = global rank 0 (a DDP job has one result per task)
-        except Exception as e:  # the job died (killed, out of memory, node failure, ...): that is its result
+        except (RuntimeError, OSError, ValueError) as e:
+            # the job died (killed, out of memory, node failure: submitit's UncompletedJobError / FailedJobError,
+            # RuntimeErrors; the debug executor re-raises the job's own error): that is its result
             row = _job_failed_row(grid, preset, p, f"job {job.job_id}: {_reason(e)}")
             results.upsert([row], results_path, key=("grid", "run_id"))
         rows[p.run_id] = row or row_from_run_dir(grid["name"], preset, p.run_id, p.run_dir, p.cfg) or {}
@@ -449,7 +451,7 @@ def wait_all(grid: dict, preset: str, submitted: list, kind: str, params: dict, 
         for h in list(running):
             try:
                 finished = h[1].done()
-            except Exception:          # debug executor: done() runs the job; collect() records the error
+            except (RuntimeError, OSError, ValueError):   # debug executor: done() runs the job; collect() records it
                 finished = True
             if finished:
                 pending.remove(h)

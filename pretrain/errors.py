@@ -1,4 +1,5 @@
-"""One error type for bad user input: the CLIs print it as one line and exit non-zero."""
+"""The suite's one error type for bad user input (:class:`UserError`; each package's own error is a subclass)
+and the one way every CLI reports it: ``error: <one line>`` on stderr, exit code 2 (:func:`report`)."""
 from __future__ import annotations
 
 import sys
@@ -34,6 +35,16 @@ def one_line(exc: BaseException) -> str:
     return " ".join(msg.split())
 
 
-def die(exc: BaseException, code: int = EXIT_USER_ERROR) -> "None":
-    print(f"error: {one_line(exc)}", file=sys.stderr)
-    sys.exit(code)
+def report(exc: BaseException) -> int:
+    """Print ``exc`` as the CLIs' one error line and return the exit code (2). An OSError names its file."""
+    if isinstance(exc, OSError) and not isinstance(exc, UserError) and exc.strerror:
+        msg = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    else:
+        msg = one_line(exc)
+    print(f"error: {msg}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def die(exc: BaseException) -> "None":
+    """:func:`report` and exit."""
+    sys.exit(report(exc))

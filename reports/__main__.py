@@ -18,20 +18,17 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="output folder (default: reports/out)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
+    from pretrain.errors import report
+
     from .errors import ReportError
     if args.results is not None and not Path(args.results).is_file():
-        print(f"error: results table {args.results} does not exist (or is not a file)", file=sys.stderr)
-        return 2
+        return report(ReportError(f"results table {args.results} does not exist (or is not a file)"))
     out = Path(args.out) if args.out else Path(__file__).resolve().parent / "out"
     try:
         from .build import build
         r = build(args.results, out, progress=not args.quiet)
-    except ReportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
-        return 2
+    except (ReportError, OSError) as e:
+        return report(e)
     print(r["summary"])
     for v in r["verdicts"]:
         note = f" ({'; '.join(v.notes)})" if v.notes else ""

@@ -1,5 +1,6 @@
-"""The one error type of the report builder: a user-facing message, no traceback."""
+"""The report builder's error: a user-facing message, no traceback (a ``pretrain.errors.UserError``)."""
+from pretrain.errors import UserError
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """Bad input to ``python -m reports`` (unreadable results table, bad path, ...)."""

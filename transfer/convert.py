@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pretrain.errors import UserError, report
 from pretrain.fileio import atomic_path
 
 from .arch import DEPTHS, ArchError, declared_arch, infer_arch
@@ -45,8 +46,8 @@ DEFAULT_CONFIG = CONFIG_DIR / "pascal_voc_R_50_C4_24k_moco.yaml"
 _RESNET_KEY = re.compile(r"^(conv1\.weight|bn1\.\w+|layer[1-4]\.\d+\.\S+|fc\.\S+)$")
 
 
-class ConvertError(Exception):
-    """Bad input: reported as one line on stderr, exit code 2."""
+class ConvertError(UserError):
+    """Bad input to the converter: reported as one line on stderr, exit code 2."""
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -235,12 +236,8 @@ def main(argv=None) -> int:
         if verified:
             print(f"verified with detectron2: {verified['matched']} backbone tensors matched, 0 unused, "
                   "0 missing, 0 mismatched")
-    except ConvertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (ImportError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ConvertError, ImportError, OSError) as e:
+        return report(e)
     return 0
 
 

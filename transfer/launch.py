@@ -62,13 +62,12 @@ def main(argv=None) -> int:
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[])
     a = p.parse_args(argv)
 
+    from pretrain.errors import UserError, report
     for f in a.configs + a.weights:
         if "://" not in f and not Path(f).is_file():
-            print(f"error: not found: {f}", file=sys.stderr)
-            return 2
+            return report(UserError(f"not found: {f}"))
     if a.trials < 1:
-        print("error: --trials must be >= 1", file=sys.stderr)
-        return 2
+        return report(UserError("--trials must be >= 1"))
     from ablations import results as results_table
 
     df = results_table.read()

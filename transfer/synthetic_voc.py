@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from pretrain.errors import report
 from pretrain.fileio import atomic_dir
 
 CLASS_NAMES = (
@@ -158,9 +159,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         r = generate(a.out, a.images, a.test_images, a.seed, a.force)
-    except (ValueError, FileExistsError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as e:
+        return report(e)
     print(f"wrote {a.out}: {len(r['trainval'])} trainval + {len(r['test'])} test images, "
           f"{r['objects']} objects")
     return 0

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from pretrain.fileio import atomic_write_json, git_sha
-from pretrain.errors import UserError
+from pretrain.errors import UserError, report
 
 from .d2config import check_datasets, config_digest, load_cfg, task_of
 
@@ -292,12 +292,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         row = run(a.config, a.weights, a.trial, a.output, a.opts, a.num_gpus, a.eval_only, a.resume)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except ImportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (UserError, ImportError) as e:
+        return report(e)
     print(json.dumps({k: row.get(k) for k in ("run_id", "status", "task", "AP50", "AP", "AP75",
                                               "APm", "step_time_s", "wall_s")}))
     return 0 if row["status"] == "done" else 1
