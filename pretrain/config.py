@@ -399,7 +399,9 @@ def save_yaml(cfg: Config, path: Path) -> None:
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     """One flag per config field (``moco_k`` -> ``--moco-k``), default None = keep the preset's value."""
+    from .encoder import RESNETS
     g = parser.add_argument_group("config (override the preset)")
+    choices = {**STR_CHOICES, "arch": tuple(RESNETS)}
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
@@ -407,6 +409,9 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
         elif isinstance(default, list):
             g.add_argument(flag, dest=f.name, type=int, nargs="+", default=None, metavar="EPOCH")
+        elif f.name in choices:         # enumerated: --help lists the choices, argparse refuses others
+            g.add_argument(flag, dest=f.name, type=str, default=None, choices=choices[f.name],
+                           help=f"default: the preset's ({default} in the dataclass)")
         else:
             g.add_argument(flag, dest=f.name, type=str, default=None, metavar=type(default).__name__.upper())
 

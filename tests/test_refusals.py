@@ -218,3 +218,19 @@ def test_set_subset_that_drops_every_run_is_refused_not_an_empty_grid():
         expand(g, "tiny", seeds=1, sets={"subset": 1024})
     runs = expand(g, "tiny", seeds=1, sets={"subset": 1024, "moco_k": 1024})
     assert len(runs) == 5 and {r.overrides["moco_k"] for r in runs} == {1024}
+
+
+@pytest.mark.parametrize("flag,choice", [("--mechanism", "moco"), ("--shuffle-bn", "split"), ("--dataset", "cifar10"),
+                                         ("--arch", "resnet18"), ("--precision", "bf16"), ("--knn-feature", "head"),
+                                         ("--augment-on", "batched")])
+def test_help_lists_the_choices_of_enumerated_flags_and_argparse_refuses_others(flag, choice, capsys):
+    with pytest.raises(SystemExit) as e:
+        pretrain_cli.parse(["--help"])
+    assert e.value.code == 0
+    help_text = capsys.readouterr().out
+    line = next(ln for ln in help_text.splitlines() if ln.strip().startswith(flag + " {"))
+    assert choice in line
+    with pytest.raises(SystemExit) as e:
+        pretrain_cli.parse([flag, "nonsense"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"argument {flag}: invalid choice: 'nonsense' (choose from" in err and choice in err
