@@ -60,8 +60,9 @@ def parse(argv=None):
     r.add_argument("--executor", required=True, choices=EXECUTORS,
                    help="always explicit; auto = slurm if a cluster answers sinfo, else local")
     r.add_argument("--dry-run", action="store_true", help="print the runs and the estimated cost; submit nothing")
-    r.add_argument("--bench", action="store_true",
-                   help="--dry-run without finished runs to learn from: measure images/s with pretrain.bench")
+    r.add_argument("--no-bench", dest="bench", action="store_false",
+                   help="--dry-run: no pretrain.bench measurement where no finished run gives images/s (the "
+                        "estimate then says unknown)")
     r.add_argument("--retry-failed", action="store_true",
                    help="run diverged and not_converged runs again (error runs are always retried)")
     r.add_argument("--no-wait", action="store_true", help="slurm: submit and return (follow with `status`)")
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
         if not args.dry_run:
             from . import results
             results.check_writable()        # before any run: a table that cannot be written loses results
-        rc, planned_ids = 0, set()
+        rc, planned_ids, benched = 0, set(), {}
         for gname in grids:
             grid, planned = L.plan(gname, args.preset, args.runs_dir, sets, retry_failed=args.retry_failed,
                                    world=world, seeds=args.seeds)
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
             print(L.format_table(grid, args.preset, planned))
             todo = sum(p.state == "todo" for p in planned)
             if args.dry_run:
-                print("\n".join(L.estimate(planned, args.preset, params=params, bench=args.bench)))
+                print("\n".join(L.estimate(planned, args.preset, params=params, bench=args.bench, benched=benched)))
                 continue
             L.record_existing(grid, args.preset, planned)
             if not todo:

@@ -262,18 +262,17 @@ def bench_images_per_s(preset: str, overrides: dict, steps: int = 5, timeout_s: 
         return None
 
 
-_BENCHED: dict = {}
-
-
 def estimate(planned: list[Planned], preset: str, results_path=None, params: dict | None = None,
-             bench: bool = False) -> list[str]:
+             bench: bool = True, benched: dict | None = None) -> list[str]:
     """Estimated cost of the runs to do, from measured images/s: finished rows of the same preset (same
-    mechanism first), else, with ``bench``, one ``pretrain.bench`` measurement per mechanism."""
+    mechanism first), else (``bench``) a few steps of ``pretrain.bench`` per mechanism, else "unknown" (never
+    a made-up 0 h). ``benched``: the caller's mechanism -> images/s measured so far (one bench per mechanism
+    over several grids)."""
     params = params or {}
     df = results.read(results_path)
     done = df[(df["preset"].astype(str) == preset) & (df["status"] == "done")]
     ips_all = done["images_per_s"].dropna().astype(float)
-    benched = _BENCHED.setdefault(preset, {})       # one measurement per mechanism per process
+    benched = {} if benched is None else benched
     lines, total_s, unknown = [], 0.0, 0
     for p in planned:
         if p.state != "todo":
@@ -301,10 +300,16 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
             lines.append(f"  {p.run_id}  {p.spec.label:60s} {images:>12,d} images  (no measured images/s)")
     devices = max(params.get("gpus_per_node") or 0, 1) * (params.get("nodes") or 1)
     unit = "GPU" if params.get("gpus_per_node") else "job"
-    lines.append(f"estimated pretraining time: {total_s / 3600:.2f} h serial wall, "
-                 f"{total_s * devices / 3600:.2f} {unit}-hours"
-                 + (f" ({unknown} run(s) without a measured images/s: run one first, "
-                    f"or `python -m pretrain.bench --preset {preset}`)" if unknown else "")
+    known = sum(p.state == "todo" and not p.note.startswith(REEVAL_NOTE) for p in planned) - unknown
+    if unknown and not known:
+        head = "estimated pretraining time: unknown"
+    else:
+        head = (f"estimated pretraining time: {'at least ' if unknown else ''}{total_s / 3600:.2f} h serial wall, "
+                f"{total_s * devices / 3600:.2f} {unit}-hours")
+    lines.append(head
+                 + (f" ({unknown} run(s) without a measured images/s: "
+                    + ("pretrain.bench failed; " if bench else "")
+                    + f"run one first, or `python -m pretrain.bench --preset {preset}`)" if unknown else "")
                  + (f" (images/s: median of {len(ips_all)} finished {preset} run(s))" if len(ips_all) else "")
                  + (f" (images/s measured now: {', '.join(f'{k} {v:.0f}' for k, v in benched.items() if v)})"
                     if benched else ""))

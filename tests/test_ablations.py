@@ -7,6 +7,7 @@ SLURM tests (marked ``slurm``) use the cluster of tests/conftest_ablations.py::s
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from ablations import results
 from ablations.grid import expand, grid_names, load_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/ helpers, any import mode
-from conftest_ablations import REPO, metrics, slurm_cluster, wait_until, write_grid  # noqa: F401
+from conftest_ablations import FAST, REPO, metrics, slurm_cluster, wait_until, write_grid  # noqa: F401
 from pretrain.config import config_hash, load_config
 from pretrain.errors import UserError
 
@@ -108,6 +109,27 @@ def test_dry_run_prints_runs_and_cost_from_measured_speed(tmp_path):
     hours = 25 * cfg.subset * cfg.epochs / 200.0 / 3600
     assert f"estimated pretraining time: {hours:.2f} h" in r.stdout
     assert not (tmp_path / "runs").exists()                 # nothing submitted, nothing written
+
+
+def test_dry_run_without_finished_runs_benches_or_says_unknown_never_zero_hours(tmp_path):
+    """No finished run to learn images/s from: a few steps of pretrain.bench per mechanism (the real one),
+    or with --no-bench "unknown"; never a made-up "0.00 h"."""
+    gfile = write_grid(tmp_path / "g.yaml", "t_cost", [{"moco_m": [0.9, 0.99]}])
+    env = {**os.environ, "MOCOBENCH_RESULTS": str(tmp_path / "results.csv"), "MOCOBENCH_RUNS": str(tmp_path / "runs")}
+    base = [sys.executable, "-m", "ablations", "run", str(gfile), "--preset", "tiny", "--executor", "local",
+            "--dry-run"]
+    r = subprocess.run(base + ["--no-bench"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "estimated pretraining time: unknown (2 run(s) without a measured" in r.stdout
+    assert "0.00 h" not in r.stdout
+    r = subprocess.run(base, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"estimated pretraining time: ([0-9.]+) h serial wall.*images/s measured now: moco ([0-9]+)",
+                  r.stdout)
+    assert m and float(m.group(2)) > 0, r.stdout
+    images = 2 * FAST["max_steps"] * FAST["batch_size"] * FAST["epochs"]          # 2 runs
+    assert float(m.group(1)) == pytest.approx(images / float(m.group(2)) / 3600, abs=0.006)
+    assert "measuring images/s of moco with pretrain.bench" in r.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results.csv").exists()
 
 
 # -- launching (local executor, and a real SLURM) ----------------------------------------------------------

@@ -152,7 +152,7 @@ def test_dry_run_with_retry_failed_keeps_the_failed_summary(tmp_path, monkeypatc
     (d / "summary.json").write_text(json.dumps(summary))
     before = sorted(p.name for p in d.iterdir())
     rc = ablations_cli(["run", str(gfile), "--preset", "tiny", "--executor", "local", "--dry-run",
-                        "--retry-failed", "--runs-dir", str(tmp_path / "runs")])
+                        "--no-bench", "--retry-failed", "--runs-dir", str(tmp_path / "runs")])
     assert rc == 0 and sorted(p.name for p in d.iterdir()) == before
     assert json.loads((d / "summary.json").read_text()) == summary
     assert not (tmp_path / "results.csv").exists()

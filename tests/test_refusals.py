@@ -37,7 +37,7 @@ def grid_env(tmp_path, monkeypatch):
 
 
 def dry_run(grid: str, *extra: str) -> list[str]:
-    return ["run", grid, "--preset", "tiny", "--executor", "local", "--dry-run", "--seeds", "1", *extra]
+    return ["run", grid, "--preset", "tiny", "--executor", "local", "--dry-run", "--no-bench", "--seeds", "1", *extra]
 
 
 # -- 1. temperatures, lr, momentum, fail_loss_frac: finite and in range ----------------------------------------

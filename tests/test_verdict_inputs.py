@@ -235,7 +235,7 @@ def test_set_seed_with_seeds_is_one_line_exit_2(tmp_path):
                            env={**__import__("os").environ, "MOCOBENCH_RUNS": str(tmp_path / "runs")})
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--set seed=1" in r.stderr, r.stderr
     r = subprocess.run([sys.executable, "-m", "ablations", "run", str(gfile), "--executor", "local", "--dry-run",
-                        "--seeds", "3"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                        "--no-bench", "--seeds", "3"], cwd=REPO, capture_output=True, text=True, timeout=120,
                        env={**__import__("os").environ, "MOCOBENCH_RUNS": str(tmp_path / "runs"),
                             "MOCOBENCH_RESULTS": str(tmp_path / "r.csv")})
     assert r.returncode == 0 and r.stdout.count(" todo ") == 3 and "seed=2" in r.stdout, r.stdout + r.stderr
