@@ -108,14 +108,9 @@ def _dist_env_from_submitit() -> None:
         env = submitit.JobEnvironment()
     except RuntimeError:
         return
-    if env.num_tasks <= 1 or "RANK" in os.environ:
-        return
-    os.environ["RANK"] = str(env.global_rank)
-    os.environ["WORLD_SIZE"] = str(env.num_tasks)
-    os.environ["LOCAL_RANK"] = str(env.local_rank)
-    os.environ.setdefault("MASTER_ADDR", env.hostnames[0] if env.hostnames else "127.0.0.1")
-    jid = "".join(ch for ch in str(env.job_id) if ch.isdigit()) or "0"
-    os.environ.setdefault("MASTER_PORT", str(20000 + int(jid) % 20000))
+    from pretrain.distributed import export_torchrun_env
+    export_torchrun_env(env.global_rank, env.num_tasks, env.local_rank,
+                        env.hostnames[0] if env.hostnames else "127.0.0.1", str(env.job_id))
 
 
 class GridJob(submitit.helpers.Checkpointable):

@@ -72,17 +72,27 @@ def planned_rank() -> int:
     return int(os.environ.get("SLURM_PROCID", "0")) if in_srun_step() else 0
 
 
-def env_from_slurm() -> None:
-    """Export torchrun's variables from a multi-task ``srun`` step (one task per GPU), if not set already."""
-    if "RANK" in os.environ or slurm_world_size() <= 1:
+def export_torchrun_env(rank: int, world: int, local_rank: int, master_addr: str, job_id: str) -> None:
+    """The one place that writes the process environment: torchrun's RANK, WORLD_SIZE, LOCAL_RANK and (unless
+    set) MASTER_ADDR / MASTER_PORT (20000 + job id mod 20000: jobs sharing a node get different ports), for a
+    launcher that is not torchrun (an srun step, a submitit job). A process that already has RANK keeps it."""
+    if "RANK" in os.environ or world <= 1:
         return
-    os.environ["RANK"] = os.environ["SLURM_PROCID"]
-    os.environ["WORLD_SIZE"] = os.environ["SLURM_STEP_NUM_TASKS"]
-    os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
-    os.environ.setdefault("MASTER_ADDR", _first_host(os.environ.get("SLURM_STEP_NODELIST",
-                                                                    os.environ.get("SLURM_JOB_NODELIST",
-                                                                                   "127.0.0.1"))))
-    os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))
+    os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"] = str(rank), str(world), str(local_rank)
+    os.environ.setdefault("MASTER_ADDR", master_addr)
+    digits = "".join(ch for ch in str(job_id) if ch.isdigit()) or "0"
+    os.environ.setdefault("MASTER_PORT", str(20000 + int(digits) % 20000))
+
+
+def env_from_slurm() -> None:
+    """torchrun's variables from a multi-task ``srun`` step (one task per GPU), if not set already."""
+    if slurm_world_size() <= 1:
+        return
+    export_torchrun_env(int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_STEP_NUM_TASKS"]),
+                        int(os.environ.get("SLURM_LOCALID", "0")),
+                        _first_host(os.environ.get("SLURM_STEP_NODELIST",
+                                                   os.environ.get("SLURM_JOB_NODELIST", "127.0.0.1"))),
+                        os.environ.get("SLURM_JOB_ID", "0"))
 
 
 def local_world_size() -> int:
