@@ -34,7 +34,7 @@ def _kv(s: str):
 
 
 def parse(argv=None):
-    from .launcher import EXECUTORS, PARAMS
+    from .executors import EXECUTORS, PARAMS
     p = argparse.ArgumentParser(prog="python -m ablations", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -80,7 +80,10 @@ def parse(argv=None):
 def main(argv=None) -> int:
     args = parse(argv)
     try:
+        from . import cost
+        from . import executors as X
         from . import launcher as L
+        from . import submission as SUB
         from .grid import grid_names, load_grid
         if args.cmd == "list":
             for n in grid_names():
@@ -104,14 +107,14 @@ def main(argv=None) -> int:
         grids = grid_names() if args.grid == "all" else [args.grid]
         sets = dict(args.sets) or None
         L.check_seed_args(sets, args.seeds)
-        params = L.load_profile(args.profile)
-        params.update({k: getattr(args, k) for k in L.PARAMS if getattr(args, k) is not None})
-        world = L.launch_world(params)
+        params = X.load_profile(args.profile)
+        params.update({k: getattr(args, k) for k in X.PARAMS if getattr(args, k) is not None})
+        world = X.launch_world(params)
         if args.cmd == "status":
             for gname in grids:
                 print(L.run_status(gname, args.preset, args.runs_dir, sets, world=world, seeds=args.seeds))
             return 0
-        kind = L.resolve_executor(args.executor) if not args.dry_run else args.executor
+        kind = X.resolve_executor(args.executor) if not args.dry_run else args.executor
         if not args.dry_run:
             from . import results
             results.check_writable()        # before any run: a table that cannot be written loses results
@@ -127,20 +130,20 @@ def main(argv=None) -> int:
             print(L.format_table(grid, args.preset, planned))
             todo = sum(p.state == "todo" for p in planned)
             if args.dry_run:
-                print("\n".join(L.estimate(planned, args.preset, params=params, bench=args.bench, benched=benched)))
+                print("\n".join(cost.estimate(planned, args.preset, params=params, bench=args.bench, benched=benched)))
                 continue
-            L.record_existing(grid, args.preset, planned)
+            SUB.record_existing(grid, args.preset, planned)
             if not todo:
                 print(f"{grid['name']}: nothing to submit")
                 continue
-            folder = L.submitit_folder(kind, grid["name"], args.preset)
-            submitted = L.submit(grid, args.preset, planned, kind, params, folder)
+            folder = X.submitit_folder(kind, grid["name"], args.preset)
+            submitted = SUB.submit(grid, args.preset, planned, kind, params, folder)
             print(f"{grid['name']}: submitted {len(submitted)} run(s) with the {kind} executor "
                   f"(logs: {str(folder).replace('/%j', '')})", flush=True)
             if args.no_wait and kind == "slurm":
                 continue
             try:
-                rows = L.wait_all(grid, args.preset, submitted, kind, params, args.max_wait_min * 60)
+                rows = SUB.wait_all(grid, args.preset, submitted, kind, params, args.max_wait_min * 60)
             except TimeoutError as e:
                 report(e)
                 rc = 1

@@ -91,3 +91,25 @@ def wait_until(pred, timeout_s: float, what: str, poll_s: float = 0.5):
             return v
         time.sleep(poll_s)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def preempt(job) -> None:
+    """Preempt a running job (submitit's ``_interrupt``): it checkpoints, is requeued, and resumes.
+
+    submitit's local controller does not forward the preemption signal (SIGUSR2) to its tasks (it dies of
+    it), so for the local executor the signal goes to the task processes, as SLURM delivers it to them."""
+    import signal
+
+    import submitit
+    if isinstance(job, submitit.LocalJob):
+        pid = job._process.pid if job._process is not None else None
+        kids = []
+        if pid:
+            for t in Path(f"/proc/{pid}/task").glob("*/children"):
+                kids += [int(x) for x in t.read_text().split()]
+        if not kids:
+            raise RuntimeError(f"local job {job.job_id} has no running task to preempt")
+        for k in kids:
+            os.kill(k, signal.SIGUSR2)
+        return
+    job._interrupt()

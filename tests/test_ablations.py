@@ -17,6 +17,9 @@ import pandas as pd
 import pytest
 
 from ablations import launcher as L
+from ablations import executors as X
+from ablations import submission as SUB
+from conftest_ablations import preempt
 from ablations import results
 from ablations.grid import expand, grid_names, load_grid
 
@@ -40,10 +43,10 @@ def executor(request):
 
 def _launch(grid_file, tmp_path, kind, params, results_path):
     """plan -> record -> submit, with a fresh submitit folder (SLURM job ids restart with the cluster)."""
-    grid, planned = L.plan(str(grid_file), "tiny", tmp_path / "runs", world=L.launch_world(params))
-    L.record_existing(grid, "tiny", planned, results_path)
+    grid, planned = L.plan(str(grid_file), "tiny", tmp_path / "runs", world=X.launch_world(params))
+    SUB.record_existing(grid, "tiny", planned, results_path)
     folder = tmp_path / "submitit" / f"{kind}-{time.monotonic_ns()}"
-    sub = L.submit(grid, "tiny", planned, kind, params, folder / "%j" if kind == "slurm" else folder,
+    sub = SUB.submit(grid, "tiny", planned, kind, params, folder / "%j" if kind == "slurm" else folder,
                    results_path)
     return grid, planned, sub
 
@@ -146,10 +149,10 @@ def test_array_with_a_failing_run_then_rerun_submits_nothing(executor, tmp_path)
     grid, planned, sub = _launch(gfile, tmp_path, kind, params, res)
     assert len(sub) == 4
     if kind == "slurm":                                      # one job array
-        ids = [str(h[1].job_id) for h in sub]
+        ids = [str(h.job.job_id) for h in sub]
         assert len({i.split("_")[0] for i in ids}) == 1 and sorted(i.split("_")[1] for i in ids) == list("0123")
     t0 = time.monotonic()
-    rows = L.wait_all(grid, "tiny", sub, kind, params, 300, res, progress=False)
+    rows = SUB.wait_all(grid, "tiny", sub, kind, params, 300, res, progress=False)
     wall = time.monotonic() - t0
     assert len(rows) == 4
     bad = [r for r in rows if float(r["lr"]) > 1e20]
@@ -194,11 +197,12 @@ def test_preempted_job_requeues_and_resumes_from_checkpoint(executor, tmp_path):
     gfile = write_grid(tmp_path / "g.yaml", f"t_preempt_{kind}", [{"moco_m": 0.99}],
                        {"epochs": epochs, "max_steps": 25, "subset": 800})
     grid, planned, sub = _launch(gfile, tmp_path, kind, params, res)
-    (p, job, _, _), = sub
+    (h,) = sub
+    p, job = h.planned, h.job
     before = wait_until(lambda: metrics(p.run_dir), 240, "the first epoch's checkpoint")
     assert not (p.run_dir / "summary.json").exists() and len(before) < epochs
-    L.preempt(job)             # job._interrupt() (SIGUSR2 to the tasks): checkpoint() + requeue
-    rows = L.wait_all(grid, "tiny", sub, kind, params, 300, res, progress=False)
+    preempt(job)             # job._interrupt() (SIGUSR2 to the tasks): checkpoint() + requeue
+    rows = SUB.wait_all(grid, "tiny", sub, kind, params, 300, res, progress=False)
     assert rows[0]["status"] == "done", rows
     after = metrics(p.run_dir)
     assert [m["epoch"] for m in after] == list(range(1, epochs + 1))
@@ -220,13 +224,13 @@ def test_two_task_ddp_job_with_ddp_shuffle_bn(executor, tmp_path):
     res = tmp_path / "results.csv"
     gfile = write_grid(tmp_path / "g.yaml", f"t_ddp_{kind}", [{"shuffle_bn": "ddp"}])
     grid, planned, sub = _launch(gfile, tmp_path, kind, params, res)
-    rows = L.wait_all(grid, "tiny", sub, kind, params, 300, res, progress=False)
+    rows = SUB.wait_all(grid, "tiny", sub, kind, params, 300, res, progress=False)
     # shuffle_bn=ddp refuses to run in one process: "done" means the two tasks formed a process group.
     assert rows[0]["status"] == "done", rows
-    job = sub[0][1]
+    job = sub[0].job
     per_task = job.results()
     assert len(per_task) == 2 and per_task[0]["status"] == "done" and per_task[1] == {}
-    assert len(metrics(sub[0][0].run_dir)) == 2
+    assert len(metrics(sub[0].planned.run_dir)) == 2
 
 
 def test_job_refuses_a_run_whose_config_changed_since_submission(tmp_path):
@@ -238,7 +242,7 @@ def test_job_refuses_a_run_whose_config_changed_since_submission(tmp_path):
     grid, planned = L.plan(str(gfile), "tiny", tmp_path / "runs")
     p = planned[0]
     job = GridJob(grid["name"], "tiny", p.spec.overrides, str(p.run_dir), ["knn"], str(res), "sha", "0" * 12)
-    ex = L.make_executor("debug", tmp_path / "submitit", {})
+    ex = X.make_executor("debug", tmp_path / "submitit", {})
     row = ex.submit(job).result()
     assert row["status"] == "error" and row["error_kind"] == "config_changed"
     assert "config changed since submission" in row["reason"]

@@ -19,6 +19,8 @@ import dist_workers as W  # noqa: E402
 from conftest import ROOT, synthetic_overrides  # noqa: E402
 from pretrain import distributed as D  # noqa: E402
 from pretrain.config import config_hash, load_config  # noqa: E402
+from ablations import executors as X  # noqa: E402
+from ablations import submission as SUB  # noqa: E402
 from pretrain.errors import UserError  # noqa: E402
 
 SLURM_VARS = [k for k in os.environ if k.startswith("SLURM_")] + ["RANK", "WORLD_SIZE", "LOCAL_RANK",
@@ -221,7 +223,7 @@ def test_a_crashed_job_is_an_error_and_the_next_plan_retries_it(tmp_path, monkey
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
     monkeypatch.setattr(pretrain.train, "run", oom)
     job = GridJob(grid["name"], "tiny", p.spec.overrides, str(p.run_dir), ["knn"], str(res), "sha", p.run_id)
-    row = L.make_executor("debug", tmp_path / "submitit", {}).submit(job).result()
+    row = X.make_executor("debug", tmp_path / "submitit", {}).submit(job).result()
     assert row["status"] == "error" and row["error_kind"] == "oom" and "out of memory" in row["reason"]
     s = json.loads((p.run_dir / "summary.json").read_text())
     assert s["status"] == "error" and s["error_kind"] == "oom"
@@ -229,7 +231,7 @@ def test_a_crashed_job_is_an_error_and_the_next_plan_retries_it(tmp_path, monkey
     _, again = L.plan(str(gfile), "tiny", tmp_path / "runs")
     assert again[0].state == "todo" and "retrying after error (oom)" in again[0].note
     monkeypatch.undo()
-    row = L.make_executor("debug", tmp_path / "submitit2", {}).submit(job).result()   # the retry runs for real
+    row = X.make_executor("debug", tmp_path / "submitit2", {}).submit(job).result()   # the retry runs for real
     assert row["status"] == "done" and 0 <= float(row["knn_acc"]) <= 100
     assert results.read(res).set_index("run_id").loc[p.run_id, "status"] == "done"
 
@@ -240,7 +242,7 @@ def test_a_lost_job_is_an_error_not_a_failed_result(tmp_path):
     gfile = write_grid(tmp_path / "g.yaml", "t_lost", [{"moco_m": 0.9}])
     grid, planned = L.plan(str(gfile), "tiny", tmp_path / "runs")
     planned[0].run_dir.mkdir(parents=True)
-    row = L._job_failed_row(grid, "tiny", planned[0], "job 12: node failure")
+    row = SUB._job_failed_row(grid, "tiny", planned[0], "job 12: node failure")
     assert row["status"] == "error" and row["error_kind"] == "lost"
     assert json.loads((planned[0].run_dir / "summary.json").read_text())["status"] == "error"
 
@@ -302,3 +304,17 @@ def test_a_grid_refuses_two_cells_that_differ_only_in_evaluation_keys(tmp_path):
     gfile = write_grid(tmp_path / "g.yaml", "t_eval_only", [{"moco_m": 0.9}, {"moco_m": 0.9, "knn_k": 7}])
     with pytest.raises(UserError, match="differ only in evaluation keys"):
         L.plan(str(gfile), "tiny", tmp_path / "runs")
+
+
+@pytest.mark.parametrize("visible,expect", [("3,5", "3,5"), ("", ""), ("0", "0")])
+def test_local_executor_keeps_the_gpus_this_process_sees(visible, expect, monkeypatch, tmp_path):
+    """submitit's LocalExecutor sets CUDA_VISIBLE_DEVICES to its first gpus_per_node GPUs ("" by default):
+    without --gpus-per-node a local grid on a GPU workstation would silently train on the CPU."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    ex = X.make_executor("local", tmp_path, {})
+    n = ex.parameters["gpus_per_node"]
+    shown = ex.parameters.get("visible_gpus", ())
+    gpus = range(n) if shown == () else shown[:n]
+    assert ",".join(map(str, gpus)) == expect and ex.parameters["tasks_per_node"] == 1   # one process per run
+    ex2 = X.make_executor("local", tmp_path, {"gpus_per_node": 2})
+    assert ex2.parameters["gpus_per_node"] == 2 and ex2.parameters["tasks_per_node"] == 2

@@ -13,6 +13,7 @@ import torch
 from conftest import PY, ROOT, synthetic_overrides
 from conftest_ablations import write_grid, wait_until
 from ablations import launcher as L
+from ablations import submission as SUB
 from ablations import results
 from ablations.__main__ import main as ablations_cli
 from ablations.job import GridJob
@@ -159,7 +160,7 @@ def test_dry_run_with_retry_failed_keeps_the_failed_summary(tmp_path, monkeypatc
     # submitting sets it aside (kept, renamed), so the job trains it again
     _, planned = L.plan(str(gfile), "tiny", tmp_path / "runs", retry_failed=True)
     assert planned[0].retry_failed and planned[0].state == "todo"
-    L.set_aside_failed(planned[0])
+    SUB.set_aside_failed(planned[0])
     assert not (d / "summary.json").exists() and len(list(d.glob("summary.diverged.*.json"))) == 1
 
 

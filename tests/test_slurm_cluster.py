@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ablations.launcher import resolve_executor
+from ablations.executors import resolve_executor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/ helpers, any import mode
 from conftest_ablations import CLUSTER_SH, slurm_cluster, wait_until  # noqa: F401

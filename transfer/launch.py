@@ -80,26 +80,15 @@ def main(argv=None) -> int:
     if a.dry_run or not jobs:
         return 0
 
-    import submitit
+    from ablations.executors import make_executor
 
     folder = Path(a.folder)
-    if a.executor == "slurm":
-        ex = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=3)
-        p = {"job_name": "mocobench-transfer", "time": a.timeout_min, "nodes": 1, "ntasks_per_node": 1,
-             "cpus_per_task": a.cpus_per_task or max(1, a.cpus_per_gpu * a.gpus),
-             "stderr_to_stdout": True}
-        if a.gpus:
-            p["gpus_per_node"] = a.gpus
-        if a.partition:
-            p["partition"] = a.partition
-        if a.mem_gb:
-            p["mem"] = f"{a.mem_gb * 1024}MB"
-        ex.update_parameters(**p)
-    elif a.executor == "local":
-        ex = submitit.LocalExecutor(folder=folder)
-        ex.update_parameters(timeout_min=a.timeout_min)
-    else:
-        ex = submitit.DebugExecutor(folder=folder)
+    # one node, one task per job: detectron2's launch() starts a process per GPU inside it
+    slurm = a.executor == "slurm"
+    params = {"time": a.timeout_min, "nodes": 1, "ntasks_per_node": 1, "gpus_per_node": a.gpus if slurm else 0,
+              "cpus_per_task": a.cpus_per_task or max(1, a.cpus_per_gpu * a.gpus), "partition": a.partition,
+              "mem_gb": a.mem_gb or None}
+    ex = make_executor(a.executor, folder / "%j" if slurm else folder, params, name="mocobench-transfer")
     num_gpus = a.gpus if a.executor == "slurm" else None
     submitted = [ex.submit(_job, j["config"], j["weights"], j["trial"], j["opts"], num_gpus,
                            a.eval_only, str(Path(a.output_root) / j["run_id"]))
