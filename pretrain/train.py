@@ -93,6 +93,7 @@ class Trainer:
         # fp16 needs loss scaling; bf16 has fp32's exponent range and needs none
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
         self.start_epoch, self.history = 0, []
+        self.tb = None                                  # TensorBoard writer (main process, opened by fit)
         self.t0, self.wall_before = time.time(), 0.0     # wall_s of an epoch = time before this launch + since t0
 
     # -- data ---------------------------------------------------------------------------------------------
@@ -237,6 +238,22 @@ class Trainer:
             self.eval_sets = eval_loaders(self.cfg)
         return knn_accuracy(self.model.encoder_q, self.cfg, self.device, self.eval_sets)
 
+    TB_SCALARS = {"loss": "train/loss", "pretext_acc1": "train/pretext_acc1", "lr": "train/lr",
+                  "images_per_s": "speed/images_per_s", "knn_acc": "eval/knn_acc"}
+
+    def log_tensorboard(self, rec: dict) -> None:
+        """The epoch's curves as TensorBoard events beside metrics.jsonl (``tensorboard --logdir runs/`` shows
+        every run; a resumed run adds an events file that continues at its epoch)."""
+        if not D.is_main():
+            return
+        if self.tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(log_dir=str(self.run_dir))
+        for key, tag in self.TB_SCALARS.items():
+            if rec.get(key) is not None:
+                self.tb.add_scalar(tag, rec[key], global_step=rec["epoch"])
+        self.tb.flush()
+
     def fit(self) -> dict:
         cfg = self.cfg
         mem_before = peak_mem_mb(self.device)    # data + model, before any training step
@@ -251,6 +268,10 @@ class Trainer:
             rec["wall_s"] = self.wall_before + time.time() - self.t0     # in the checkpoint: kept on resume
             self.history.append(rec)
             self.save(epoch + 1)
+            self.log_tensorboard(rec)
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
         return self.history[-1] if self.history else {}
 
 

@@ -186,3 +186,20 @@ def test_loss_at_chance_level_is_the_papers_fail(tmp_path):
     e2e = load_config("tiny", {**over, "mechanism": "end_to_end", "batch_size": 32, "moco_k": 32})
     from pretrain.train import chance_loss
     assert chance_loss(e2e) == pytest.approx(math.log(32))       # 31 negatives + the positive
+
+
+def test_each_run_writes_tensorboard_curves_beside_metrics(tmp_path):
+    """`tensorboard --logdir runs/` shows every run: loss, pretext acc, lr, images/s and kNN per epoch."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    cfg = load_config("tiny", synthetic_overrides(epochs=2, max_steps=2, knn_every=1))
+    run(cfg, tmp_path, progress=False)
+    events = sorted(tmp_path.glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    m = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    for tag, key in (("train/loss", "loss"), ("train/lr", "lr"), ("eval/knn_acc", "knn_acc"),
+                     ("speed/images_per_s", "images_per_s"), ("train/pretext_acc1", "pretext_acc1")):
+        got = acc.Scalars(tag)
+        assert [e.step for e in got] == [1, 2], tag
+        assert [e.value for e in got] == pytest.approx([r[key] for r in m], rel=1e-6), tag

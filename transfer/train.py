@@ -125,7 +125,7 @@ def build_trainer_class():
         def build_writers(self):
             writers = [CommonMetricPrinter(self.max_iter),
                        JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
-            try:  # TensorBoard only where it is installed (not a dependency of the suite)
+            try:  # TensorBoard (a pinned dependency; an environment without it still trains)
                 import tensorboard  # noqa: F401
                 from detectron2.utils.events import TensorboardXWriter
                 writers.append(TensorboardXWriter(self.cfg.OUTPUT_DIR))
