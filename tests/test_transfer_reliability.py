@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 
@@ -245,3 +246,23 @@ def _train_r50(tmp_path, monkeypatch, ck) -> int:
                            "--weights", str(ck), "--output", str(tmp_path / "run")])
     finally:
         datasets.register_synthetic()
+
+
+def test_plain_import_detectron2_works_in_the_venv(tmp_path):
+    """After `make setup`, `import detectron2` works in the venv without transfer.compat (detectron2's own tools,
+    a user's script): the .pth hook puts the aliases first, the unpacked sdist on the path, and the _C stand-in
+    where there are no compiled ops."""
+    import sysconfig
+    pth = Path(sysconfig.get_paths()["purelib"]) / "mocobench_detectron2.pth"
+    assert pth.is_file(), f"{pth} missing: run transfer/setup_detectron2.sh (make setup)"
+    code = ("import sys, numpy as np, detectron2, detectron2.modeling, detectron2.engine\n"
+            "from detectron2 import _C\n"
+            "from PIL import Image\n"
+            "print(detectron2.__version__, getattr(_C, 'MOCOBENCH_STAND_IN', False), Image.LINEAR == Image.BILINEAR)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([PY, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    version, stand_in, linear = r.stdout.split()
+    assert version == "0.6" and linear == "True"
+    from transfer.compat import ensure_detectron2
+    assert stand_in == str(ensure_detectron2() == "pypi-sdist")

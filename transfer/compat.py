@@ -96,8 +96,8 @@ def ensure_detectron2() -> str:
         return "pypi-sdist" if getattr(sys.modules["detectron2._C"], "MOCOBENCH_STAND_IN", False) \
             else "official"
     try:
-        importlib.import_module("detectron2._C")
-        return "official"
+        c = importlib.import_module("detectron2._C")     # the import hook's stand-in, where installed
+        return "pypi-sdist" if getattr(c, "MOCOBENCH_STAND_IN", False) else "official"
     except ImportError:
         mod = _stand_in_C()
         sys.modules["detectron2._C"] = mod
@@ -111,3 +111,36 @@ def detectron2_available() -> bool:
         return True
     except ImportError:
         return False
+
+
+class _ImportHook:
+    """A ``sys.meta_path`` finder that makes a plain ``import detectron2`` work in the venv (installed by
+    ``setup_detectron2.sh`` as a ``.pth`` line, so detectron2's own tools and a user's scripts run): on the
+    first ``import detectron2`` it applies the aliases (:func:`apply_shims`) and puts the unpacked sdist on
+    ``sys.path`` when no detectron2 is installed; ``detectron2._C`` falls back to the stand-in when there is no
+    compiled one. It never finds a module itself except that stand-in."""
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.machinery
+        if name == "detectron2":
+            apply_shims()
+            if importlib.machinery.PathFinder.find_spec(name) is None:
+                src = _find_sdist()
+                if src is not None and str(src) not in sys.path:
+                    sys.path.append(str(src))
+            return None
+        if name == "detectron2._C" and importlib.machinery.PathFinder.find_spec(name, path) is None:
+            return importlib.machinery.ModuleSpec(name, self)
+        return None
+
+    def create_module(self, spec):
+        return _stand_in_C()
+
+    def exec_module(self, module):
+        return None
+
+
+def install_import_hook() -> None:
+    """Register :class:`_ImportHook` first on ``sys.meta_path`` (once)."""
+    if not any(isinstance(f, _ImportHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _ImportHook())

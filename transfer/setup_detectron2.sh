@@ -91,5 +91,12 @@ case "$ROUTE" in
     echo "[setup-transfer] detectron2 v${SDIST_VERSION} Python code from PyPI sdist pb1-detectron2 in $DEST (no compiled ops)" ;;
 esac
 
+# `import detectron2` in the venv for everyone (detectron2's tools, a user's scripts): a .pth line registers
+# transfer.compat's import hook (aliases first; the unpacked sdist on sys.path; the _C stand-in where needed)
+SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+echo 'import sys; exec("try:\n import transfer.compat as _m\n _m.install_import_hook()\nexcept ImportError:\n pass")' \
+  > "$SITE/mocobench_detectron2.pth"
 "$PY" -c "from transfer.compat import ensure_detectron2; r = ensure_detectron2(); import detectron2; print(f'[setup-transfer] import ok: detectron2 {detectron2.__version__} ({r}) from {detectron2.__file__}')"
+PY_ABS="$(cd "$(dirname "$(command -v "$PY")")" && pwd)/$(basename "$PY")"
+(cd / && "$PY_ABS" -c "import detectron2, detectron2.modeling; from detectron2 import _C; print('[setup-transfer] plain import detectron2 ok in the venv')")
 echo "[setup-transfer] done in $(( $(date +%s) - T0 ))s"
