@@ -266,3 +266,14 @@ def test_plain_import_detectron2_works_in_the_venv(tmp_path):
     assert version == "0.6" and linear == "True"
     from transfer.compat import ensure_detectron2
     assert stand_in == str(ensure_detectron2() == "pypi-sdist")
+
+
+def test_importing_transfer_train_patches_nothing():
+    """Importing transfer.train leaves numpy and PIL as they are (they are patched when detectron2 is imported)."""
+    code = ("import numpy as np\nfrom PIL import Image\nhad = hasattr(Image, 'LINEAR')\n"
+            "import transfer.train\nprint(had, hasattr(Image, 'LINEAR'), 'detectron2' in __import__('sys').modules)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([PY, "-c", code], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["False", "False", "False"]

@@ -42,12 +42,12 @@ from .d2config import check_datasets, config_digest, load_cfg, task_of
 
 REPO = Path(__file__).resolve().parent.parent
 
-try:  # before anything unpickles detectron2 objects (spawned launch() workers import this first)
-    from .compat import ensure_detectron2 as _ensure
+# spawned launch() workers import this module before they unpickle detectron2 objects: make detectron2
+# importable there. Only an import hook (transfer.compat): numpy and PIL are patched when detectron2 is
+# imported, not when this module is.
+from .compat import install_import_hook  # noqa: E402
 
-    _ensure()
-except ImportError:  # reported by load_cfg() as one error line
-    pass
+install_import_hook()
 
 
 _WEIGHTS_DIGESTS: dict = {}
