@@ -81,7 +81,17 @@ class RunDir:
                 return sum(1 for line in f if line.strip())
         except OSError:
             return 0
+
+
 _held: dict[str, int] = {}             # lock path -> depth, for this process (a job's lock covers its run())
+
+
+def _owner_text(fd: int) -> str:
+    """What the lock's owner wrote into the lock file ('pid P on host H since T')."""
+    try:
+        return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+    except OSError:
+        return "another process"
 
 
 def lock_path(run_dir, rank: int = 0) -> Path:
@@ -117,11 +127,7 @@ def owner(run_dir, rank: int = 0) -> str | None:
     except OSError as e:
         if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise
-        try:
-            text = os.pread(fd, 200, 0).decode(errors="replace").strip()
-        except OSError:
-            text = ""
-        return text or "another process"
+        return _owner_text(fd)
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
@@ -157,7 +163,7 @@ def lock(run_dir, rank: int = 0, wait_s: float = 0.0, poll_s: float = 5.0, on_wa
             except OSError as e:
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise UserError(f"cannot lock {p}: {e.strerror or e}") from None
-                who = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                who = _owner_text(fd)
                 if time.monotonic() >= deadline:
                     raise UserError(f"{d} is in use by {who}: one run directory, one process; wait for it to "
                                     f"finish or choose another --output") from None

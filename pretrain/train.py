@@ -58,6 +58,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, run_dir: Path, progress: bool = True):
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
+        self.files = rundir.RunDir(run_dir)
         self.device = D.init(cfg.device, cfg.dist_timeout_min)
         self.world, self.rank = D.world_size(), D.rank()
         if cfg.threads:
@@ -134,7 +135,7 @@ class Trainer:
     # -- checkpoint -----------------------------------------------------------------------------------------
     @property
     def ckpt_path(self) -> Path:
-        return rundir.RunDir(self.run_dir).checkpoint
+        return self.files.checkpoint
 
     def save(self, epoch: int) -> None:
         if not D.is_main():
@@ -143,7 +144,7 @@ class Trainer:
                      "world_size": self.world, "state_dict": self.model.state_dict(),
                      "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                      "rng": rng_state(), "history": self.history}, self.ckpt_path)
-        atomic_write_text(rundir.RunDir(self.run_dir).metrics, "".join(json.dumps(r) + "\n" for r in self.history))
+        atomic_write_text(self.files.metrics, "".join(json.dumps(r) + "\n" for r in self.history))
 
     def resume(self) -> None:
         if not self.ckpt_path.exists():
@@ -375,8 +376,9 @@ def run(cfg: Config, run_dir, resume: bool = True, progress: bool = True) -> dic
     crashes. With ``fail_below_init`` the kNN of the random-init network is stored as ``knn_init``.
     """
     run_dir = Path(run_dir)
-    with rundir.lock(run_dir, D.planned_rank()):
-        if D.planned_rank() == 0:
+    rank = D.planned_rank()
+    with rundir.lock(run_dir, rank):
+        if rank == 0:
             rundir.clean_stale_temps(run_dir)           # a kill -9 during a checkpoint write left one
         return _run_locked(cfg, run_dir, resume, progress)
 
