@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .encoder import backbone_forward, build_encoder, feature_dim
+from .encoder import backbone_forward, encoder_for, feature_dim
 from .errors import UserError
 
 RANDOM_INIT, RAW_PIXELS = "random_init", "raw_pixels"
@@ -39,7 +39,7 @@ def initial_encoder(cfg) -> nn.Module:
     states = torch.get_rng_state(), random.getstate(), np.random.get_state()
     try:
         seed_all(cfg.seed, 0, 0)
-        return build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans, cfg.width)
+        return encoder_for(cfg)
     finally:
         torch.set_rng_state(states[0])
         random.setstate(states[1])

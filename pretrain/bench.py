@@ -19,7 +19,7 @@ from . import data
 from .augment import BatchedAugment, TwoCrops, pil_transform
 from .builder import autocast_dtype, build_model, info_nce
 from .config import add_config_args, load_config, overrides_from_args
-from .encoder import build_encoder
+from .encoder import build_encoder, encoder_for
 from .errors import UserError, die
 from .shuffle_bn import convert_bn, resolve_mode
 from .train import peak_mem_mb
@@ -92,7 +92,7 @@ def bench_step(cfg, split, steps: int, device, precision: str | None = None,
     mean, std = data.stats(cfg)
     mode = resolve_mode(cfg.shuffle_bn, 1)
     torch.manual_seed(0)
-    enc = convert_bn(build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans, cfg.width),
+    enc = convert_bn(encoder_for(cfg),
                      mode, cfg.bn_splits, 1, device).to(memory_format=mf)
     model = build_model(cfg, enc, len(split), mode, autocast_dtype(precision)).to(device)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.effective_lr,
@@ -153,7 +153,7 @@ def bench_official(cfg, official_dir: str, steps: int, device) -> float:
     if cfg.moco_k % cfg.batch_size:
         raise UserError(f"the official builder needs K ({cfg.moco_k}) to be a multiple of the batch")
     base = functools.partial(build_encoder, cfg.arch, mlp=False, cifar_stem=cfg.cifar_stem, in_chans=cfg.in_chans,
-                             width=cfg.width)
+                             width=cfg.width, stem_stride=cfg.stem_stride)
     torch.manual_seed(0)
     model = mod.MoCo(lambda num_classes: base(num_classes), dim=cfg.moco_dim, K=cfg.moco_k, m=cfg.moco_m,
                      T=cfg.moco_t, mlp=cfg.mlp).to(device)

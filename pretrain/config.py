@@ -51,6 +51,7 @@ class Config:
     # --- model ------------------------------------------------------------------------------------
     arch: str = "resnet50"            # any torchvision ResNet constructor name
     cifar_stem: bool = False          # 3x3 stride-1 first conv, no max-pool (small images)
+    stem_stride: int = 1              # cifar_stem's conv stride: 1 (CIFAR demo) | 2 (first stage at half resolution)
     in_chans: int = 3
     width: int = 64                   # channels of the first stage (torchvision: 64)
     moco_dim: int = 128               # feature dimension
@@ -318,6 +319,10 @@ def validate(cfg: Config) -> Config:
         bad(f"moco_t (tau) must be > 0, got {cfg.moco_t}")
     if not cfg.knn_t > 0:
         bad(f"knn_t (the kNN temperature) must be > 0, got {cfg.knn_t}")
+    if cfg.stem_stride not in (1, 2):
+        bad(f"stem_stride must be 1 or 2, got {cfg.stem_stride}")
+    if cfg.stem_stride != 1 and not cfg.cifar_stem:
+        bad(f"stem_stride {cfg.stem_stride} needs cifar_stem: true (the torchvision stem has its own strides)")
     if cfg.mechanism in ("moco", "memory_bank") and 0 < cfg.subset < cfg.moco_k:
         bad(k_above_n(cfg, cfg.subset, f"subset {cfg.subset} (the pretraining images)", " or a larger subset"))
     for name in ("batch_size", "epochs", "moco_dim", "image_size", "in_chans", "width", "bn_splits", "lr_ref_batch",

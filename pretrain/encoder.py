@@ -11,7 +11,7 @@ RESNETS = sorted(n for n in tv_resnet.__all__ if n[0].islower() and n not in ("r
                  and callable(getattr(tv_resnet, n)) and not n.startswith("get"))
 
 
-def _rebuild_width(model: tv_resnet.ResNet, width: int, in_chans: int, cifar_stem: bool) -> None:
+def _rebuild_width(model: tv_resnet.ResNet, width: int, in_chans: int, cifar_stem: bool, stem_stride: int = 1) -> None:
     """Rebuild stem and stages with ``width`` first-stage channels via torchvision's own ``_make_layer``."""
     block = type(model.layer1[0])
     layers = [len(model.layer1), len(model.layer2), len(model.layer3), len(model.layer4)]
@@ -19,7 +19,7 @@ def _rebuild_width(model: tv_resnet.ResNet, width: int, in_chans: int, cifar_ste
     model.inplanes = width
     model.dilation = 1
     if cifar_stem:
-        model.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=1, padding=1, bias=False)
+        model.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=stem_stride, padding=1, bias=False)
         model.maxpool = nn.Identity()
     else:
         model.conv1 = nn.Conv2d(in_chans, width, kernel_size=7, stride=2, padding=3, bias=False)
@@ -39,8 +39,11 @@ def _rebuild_width(model: tv_resnet.ResNet, width: int, in_chans: int, cifar_ste
 
 
 def build_encoder(arch: str = "resnet50", dim: int = 128, mlp: bool = False, cifar_stem: bool = False,
-                  in_chans: int = 3, width: int = 64) -> tv_resnet.ResNet:
+                  in_chans: int = 3, width: int = 64, stem_stride: int = 1) -> tv_resnet.ResNet:
     """A torchvision ResNet whose ``fc`` maps to the ``dim``-d feature.
+
+    ``cifar_stem``: a 3x3 first conv of stride ``stem_stride`` and no max-pool (stride 1 = the CIFAR demo's
+    stem; stride 2 halves the first-stage map, e.g. 28x28 -> 14x14, about 4x fewer FLOPs).
 
     v1 head: ``fc = Linear(feat, dim)``; v2 head (``mlp``): ``fc = Sequential(Linear(feat, feat), ReLU,
     Linear(feat, dim))`` exactly as the official code (so the keys are ``fc.0.*`` and ``fc.2.*``).
@@ -48,12 +51,20 @@ def build_encoder(arch: str = "resnet50", dim: int = 128, mlp: bool = False, cif
     if arch not in RESNETS:
         raise UserError(f"unknown arch '{arch}' (torchvision ResNets: {', '.join(RESNETS)})")
     model = getattr(tv_resnet, arch)(num_classes=dim)
+    if stem_stride != 1 and not cifar_stem:
+        raise UserError(f"stem_stride {stem_stride} needs cifar_stem (the torchvision stem has its own strides)")
     if cifar_stem or in_chans != 3 or width != 64:
-        _rebuild_width(model, width, in_chans, cifar_stem)
+        _rebuild_width(model, width, in_chans, cifar_stem, stem_stride)
     if mlp:
         feat = model.fc.weight.shape[1]
         model.fc = nn.Sequential(nn.Linear(feat, feat), nn.ReLU(), model.fc)
     return model
+
+
+def encoder_for(cfg, mlp: bool | None = None) -> tv_resnet.ResNet:
+    """The encoder a run's config describes (``mlp`` overrides the config's head, e.g. for a backbone)."""
+    return build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp if mlp is None else mlp, cfg.cifar_stem, cfg.in_chans,
+                         cfg.width, cfg.stem_stride)
 
 
 def feature_dim(encoder: tv_resnet.ResNet) -> int:

@@ -46,7 +46,7 @@ from .checkpoint import load, query_encoder_state
 from .fileio import atomic_save, atomic_write_json, atomic_write_text
 from .rundir import RunDir
 from .config import Config, _check_keys, load_config, validate
-from .encoder import backbone_forward, build_encoder, feature_dim
+from .encoder import backbone_forward, encoder_for, feature_dim
 from .errors import UserError, die
 from .knn import eval_loaders
 from .schedule import step_lr
@@ -82,7 +82,7 @@ def load_backbone(ckpt_path: str, preset: str | None = None, data_dir: str | Non
     if data_dir:
         cfg = validate(dataclasses.replace(cfg, data=str(data_dir)))
     state = query_encoder_state(ck, ckpt_path)
-    enc = build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans, cfg.width)
+    enc = encoder_for(cfg)
     try:
         enc.load_state_dict(state)
     except RuntimeError as e:

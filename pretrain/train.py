@@ -31,7 +31,7 @@ from .fileio import atomic_save, atomic_write_json, atomic_write_text, git_sha
 from . import rundir
 from . import status as S
 from .config import EVAL_KEYS, RUNTIME_KEYS, Config, config_hash, eval_settings, save_yaml
-from .encoder import build_encoder
+from .encoder import encoder_for
 from .errors import Diverged, UserError
 from .knn import eval_loaders, knn_accuracy
 from .schedule import lr_at
@@ -82,7 +82,7 @@ class Trainer:
             raise UserError(f"BatchNorm needs >= 2 images per (sub-)batch: batch {self.batch} per process with "
                             f"bn_splits {cfg.bn_splits} gives {per_bn}")
         self._build_data()
-        enc = build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans, cfg.width)
+        enc = encoder_for(cfg)
         enc = convert_bn(enc, self.mode, cfg.bn_splits, self.world, self.device)
         enc = enc.to(memory_format=self.memory_format)
         self.model = build_model(cfg, enc, self.num_images, self.mode, self.amp_dtype).to(self.device)

@@ -119,10 +119,10 @@ def reference_step(mechanism, batch, init_state, K):
 def knn_sharded(rank, world, out, over):
     """kNN accuracy computed by ``world`` processes together (each its shard of the bank and the test set)."""
     from pretrain.config import load_config
-    from pretrain.encoder import build_encoder
+    from pretrain.encoder import encoder_for
     from pretrain.knn import knn_accuracy
     cfg = load_config("tiny", over)
     torch.manual_seed(0)
-    enc = build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans, cfg.width)
+    enc = encoder_for(cfg)
     acc = knn_accuracy(enc, cfg, torch.device("cpu"))
     torch.save(acc, f"{out}.{rank}")

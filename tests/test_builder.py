@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from pretrain.builder import MECHANISMS, EndToEnd, MemoryBank, MoCo, accuracy, info_nce
 from pretrain.encoder import backbone_forward, build_encoder, feature_dim
+from pretrain.errors import UserError
 
 
 class Lin(nn.Module):
@@ -208,3 +209,23 @@ def test_small_scale_encoder_options():
     assert set(enc.state_dict()) == set(build_encoder("resnet18", dim=32).state_dict())
     with pytest.raises(Exception, match="unknown arch 'vgg16'"):
         build_encoder("vgg16")
+
+
+def test_stem_stride_halves_the_first_stage_map():
+    """stem_stride 2: the 3x3 stem conv has stride 2, so a 28x28 image gives a 14x14 first stage (and 2x2 at
+    layer4 instead of 4x4); the parameters are the same tensors as the stride-1 stem's (same names, shapes)."""
+    from pretrain.config import load_config
+    from pretrain.encoder import encoder_for
+    s1 = build_encoder("resnet18", dim=32, cifar_stem=True, in_chans=1, width=16)
+    s2 = build_encoder("resnet18", dim=32, cifar_stem=True, in_chans=1, width=16, stem_stride=2)
+    assert s2.conv1.stride == (2, 2) and isinstance(s2.maxpool, nn.Identity)
+    x = torch.randn(2, 1, 28, 28)
+    assert s1.layer1(s1.relu(s1.bn1(s1.conv1(x)))).shape[-2:] == (28, 28)
+    assert s2.layer1(s2.relu(s2.bn1(s2.conv1(x)))).shape[-2:] == (14, 14)
+    assert {k: v.shape for k, v in s1.state_dict().items()} == {k: v.shape for k, v in s2.state_dict().items()}
+    assert backbone_forward(s2, x).shape == (2, 128)
+    assert encoder_for(load_config("tiny", {"stem_stride": 2})).conv1.stride == (2, 2)
+    with pytest.raises(UserError, match="stem_stride must be 1 or 2, got 3"):
+        load_config("tiny", {"stem_stride": 3})
+    with pytest.raises(UserError, match="stem_stride 2 needs cifar_stem"):
+        load_config("imagenet", {"stem_stride": 2})

@@ -253,13 +253,13 @@ def test_autocast_covers_the_encoders_only(mechanism):
     """bf16 autocast: the encoders' outputs are bf16 inside, but q, k, the logits, the loss and the
     queue/bank stay fp32."""
     from pretrain.builder import build_model, info_nce
-    from pretrain.encoder import build_encoder
+    from pretrain.encoder import encoder_for
     over = synthetic_overrides(mechanism=mechanism, precision="bf16", channels_last=True)
     if mechanism == "end_to_end":
         over.pop("moco_k")
     cfg = load_config("tiny", over)
     torch.manual_seed(0)
-    enc = build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans, cfg.width)
+    enc = encoder_for(cfg)
     model = build_model(cfg, enc.to(memory_format=torch.channels_last), 64, "split", torch.bfloat16)
     seen = []
     model.encoder_q.fc.register_forward_hook(lambda m, i, o: seen.append(o.dtype))

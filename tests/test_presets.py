@@ -65,10 +65,10 @@ def test_cifar10_model_and_augmentation_are_the_demos():
     import torch.nn as nn
     import torchvision.transforms as T
     from pretrain.augment import pil_transform
-    from pretrain.encoder import build_encoder
+    from pretrain.encoder import encoder_for
     from pretrain.shuffle_bn import SplitBatchNorm, convert_bn
     c = load_config("cifar10")
-    enc = build_encoder(c.arch, c.moco_dim, c.mlp, c.cifar_stem, c.in_chans, c.width)
+    enc = encoder_for(c)
     assert (enc.conv1.in_channels, enc.conv1.out_channels, enc.conv1.kernel_size, enc.conv1.stride,
             enc.conv1.padding, enc.conv1.bias) == (3, 64, (3, 3), (1, 1), (1, 1), None)
     assert isinstance(enc.maxpool, nn.Identity)

@@ -160,13 +160,12 @@ def test_resume_refuses_another_config(tmp_path):
 
 def test_tiny_on_fashion_mnist_beats_random_init(tmp_path):
     """A short tiny run on real Fashion-MNIST: its kNN accuracy beats the same network at random init."""
-    from pretrain.encoder import build_encoder
+    from pretrain.encoder import encoder_for
     from pretrain.knn import knn_accuracy
     over = dict(subset=8192, epochs=5, knn_every=0, knn_subset=2000)
     cfg = load_config("tiny", over)
     torch.manual_seed(cfg.seed)
-    random_init = knn_accuracy(build_encoder(cfg.arch, cfg.moco_dim, cfg.mlp, cfg.cifar_stem, cfg.in_chans,
-                                             cfg.width), cfg, torch.device("cpu"))
+    random_init = knn_accuracy(encoder_for(cfg), cfg, torch.device("cpu"))
     s = run(cfg, tmp_path, progress=False)
     print(f"kNN random init {random_init:.2f}% -> trained {s['knn_acc']:.2f}% in {s['wall_s']:.0f}s")
     assert s["status"] == "done"
