@@ -17,11 +17,10 @@ import torch.nn.functional as F
 
 from . import data
 from .augment import BatchedAugment, TwoCrops, pil_transform
-from .builder import autocast_dtype, build_model, info_nce
+from .builder import build_pretrainer, info_nce
 from .config import add_config_args, load_config, overrides_from_args
-from .encoder import build_encoder, encoder_for
+from .encoder import build_encoder
 from .errors import UserError, die
-from .shuffle_bn import convert_bn, resolve_mode
 from .train import peak_mem_mb
 
 
@@ -90,11 +89,8 @@ def bench_step(cfg, split, steps: int, device, precision: str | None = None,
     channels_last = cfg.channels_last if channels_last is None else channels_last
     mf = torch.channels_last if channels_last else torch.contiguous_format
     mean, std = data.stats(cfg)
-    mode = resolve_mode(cfg.shuffle_bn, 1)
     torch.manual_seed(0)
-    enc = convert_bn(encoder_for(cfg),
-                     mode, cfg.bn_splits, 1, device).to(memory_format=mf)
-    model = build_model(cfg, enc, len(split), mode, autocast_dtype(precision)).to(device)
+    model = build_pretrainer(cfg, len(split), 1, device, precision, channels_last)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.effective_lr,
                           momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")

@@ -1,16 +1,19 @@
-"""The three contrastive mechanisms of the paper's Fig. 2/3, all else equal.
+"""The three contrastive mechanisms of the paper's Fig. 2/3, all else equal, and :func:`build_pretrainer`.
 
-Each is a module whose ``forward(im_q, im_k, idx)`` returns ``(logits, labels)`` for the InfoNCE loss
-(Eq. 1): ``logits = [q.k+, q.k-_1 .. q.k-_K] / tau`` with the positive in column 0.
+Each is a :class:`Mechanism` whose ``forward(im_q, im_k, idx)`` returns ``(logits, labels)`` for the InfoNCE
+loss (Eq. 1): ``logits = [q.k+, q.k-_1 .. q.k-_K] / tau`` with the positive in column 0. The step that all
+share (encode the queries, contrast them with a positive and negatives, scale by 1/tau) is the base class's
+``forward``; a variant overrides one hook, :meth:`Mechanism.contrast` (moco-v3 style), and its constructor
+takes only what it uses:
 
-- :class:`MoCo` (Fig. 2c): momentum key encoder (Eq. 2) and a FIFO queue of K keys.
+- :class:`MoCo` (Fig. 2c): momentum key encoder (Eq. 2, m) and a FIFO queue of K keys.
 - :class:`EndToEnd` (Fig. 2a): keys from the query encoder itself, with gradient; the negatives are the
-  other keys of the mini-batch (all processes), so K = batch size.
+  other keys of the mini-batch (all processes), so K = batch size: it has neither K nor m.
 - :class:`MemoryBank` (Fig. 2b, Wu et al. 2018): one stored feature per training image; the positive is the
   image's own bank entry, K negatives are drawn uniformly from the bank, and the bank entries of the batch
-  are updated with momentum after the step.
+  are updated with momentum (bank_m) after the step.
 
-Pick one with ``MECHANISMS[name]``; a variant overrides one method (moco-v3 style).
+The names live in :data:`pretrain.mechanisms.MECHANISMS` (the one list); each class registers under its name.
 """
 from __future__ import annotations
 
@@ -21,18 +24,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import distributed as D
-from .shuffle_bn import KeyShuffle
-
-MECHANISMS: dict[str, type] = {}
-
-
-def register(name: str):
-    def deco(cls):
-        MECHANISMS[name] = cls
-        cls.mechanism = name
-        return cls
-    return deco
-
+from .encoder import encoder_for
+from .mechanisms import MECHANISMS
+from .shuffle_bn import KeyShuffle, convert_bn, resolve_mode
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -62,30 +56,72 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor, topk=(1, 5)) -> list[fl
     return accuracy_t(logits, labels, topk).tolist()
 
 
-@register("moco")
-class MoCo(nn.Module):
-    """MoCo (He et al. 2020, Algorithm 1), as the official ``moco/builder.py``."""
+class Mechanism(nn.Module):
+    """What the three mechanisms share: the query encoder, the temperature tau (``T``), mixed precision of the
+    encoders, and the step of Algorithm 1 around the one hook a variant overrides, :meth:`contrast`."""
 
-    uses_key_view = True
+    name: str = ""                      # set by @MECHANISMS.register
+    uses_key_view = True                # whether forward needs the second augmented view im_k
+
+    def __init__(self, encoder_q: nn.Module, T: float = 0.07, amp_dtype: torch.dtype | None = None):
+        super().__init__()
+        self.T = T
+        self.amp_dtype = amp_dtype           # autocast dtype of the encoders' forward passes (None = fp32)
+        self.encoder_q = encoder_q
+
+    @classmethod
+    def from_config(cls, cfg, encoder_q: nn.Module, *, num_images: int = 0, shuffle: str = "off",
+                    amp_dtype: torch.dtype | None = None) -> "Mechanism":
+        """This mechanism as ``cfg`` describes it: each variant reads only the keys it uses."""
+        raise NotImplementedError
+
+    # -- mixed precision: only the encoders run under autocast -------------------------------------------
+    def embed(self, encoder: nn.Module, x: torch.Tensor, shuffle: KeyShuffle | None = None) -> torch.Tensor:
+        """L2-normalised fp32 features of ``encoder(x)``; the encoder runs under autocast (``amp_dtype``),
+        normalisation, logits, loss and the queue/bank stay fp32. ``shuffle``: through this key shuffle."""
+        def run(inp):
+            with torch.autocast(inp.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                return encoder(inp)
+        f = shuffle.encode(run, x) if shuffle is not None else run(x)
+        return F.normalize(f.float(), dim=1)
+
+    # -- one step (Algorithm 1) ----------------------------------------------------------------------------
+    def contrast(self, q: torch.Tensor, im_k: torch.Tensor | None,
+                 idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mechanism: ``(l_pos, l_neg)``, N x 1 and N x negatives, of the queries ``q`` (N x C); updates
+        the dictionary (queue, bank) after computing them."""
+        raise NotImplementedError
+
+    def forward(self, im_q: torch.Tensor, im_k: torch.Tensor | None = None, idx: torch.Tensor | None = None):
+        q = self.embed(self.encoder_q, im_q)                         # queries: N x C
+        l_pos, l_neg = self.contrast(q, im_k, idx)                   # N x 1, N x K
+        logits = torch.cat([l_pos, l_neg], dim=1) / self.T
+        labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)   # positives: column 0
+        return logits, labels
+
+
+@MECHANISMS.register("moco")
+class MoCo(Mechanism):
+    """MoCo (He et al. 2020, Algorithm 1), as the official ``moco/builder.py``: a momentum key encoder
+    (theta_k <- m theta_k + (1 - m) theta_q) and a queue of the K most recent keys."""
 
     def __init__(self, encoder_q: nn.Module, dim: int = 128, K: int = 65536, m: float = 0.999, T: float = 0.07,
-                 shuffle: str = "off", num_images: int = 0, bank_m: float = 0.5,
-                 amp_dtype: torch.dtype | None = None):
-        super().__init__()
-        self.K, self.m, self.T = K, m, T
-        self.amp_dtype = amp_dtype           # autocast dtype of the encoders' forward passes (None = fp32)
+                 shuffle: str = "off", amp_dtype: torch.dtype | None = None):
+        super().__init__(encoder_q, T, amp_dtype)
+        self.K, self.m = K, m
         self.key_shuffle = KeyShuffle(shuffle)
-        self.encoder_q = encoder_q
-        self.build_dictionary(dim, K, num_images, bank_m)
-
-    # -- the dictionary ----------------------------------------------------------------------------------
-    def build_dictionary(self, dim: int, K: int, num_images: int, bank_m: float) -> None:
         # key encoder: a copy of the query encoder, updated only by momentum (Eq. 2)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for p in self.encoder_k.parameters():
             p.requires_grad = False
         self.register_buffer("queue", F.normalize(torch.randn(dim, K), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+
+    @classmethod
+    def from_config(cls, cfg, encoder_q, *, num_images=0, shuffle="off", amp_dtype=None) -> "MoCo":
+        return cls(encoder_q, dim=cfg.moco_dim, K=cfg.moco_k, m=cfg.moco_m, T=cfg.moco_t, shuffle=shuffle,
+                   amp_dtype=amp_dtype)
 
     @torch.no_grad()
     def _momentum_update_key_encoder(self) -> None:
@@ -109,57 +145,43 @@ class MoCo(nn.Module):
         self.queue[:, idx] = keys.T.to(self.queue.dtype)
         self.queue_ptr[0] = (ptr + n) % self.K
 
-    # -- mixed precision: only the encoders run under autocast -------------------------------------------
-    def embed(self, encoder: nn.Module, x: torch.Tensor, shuffle: bool = False) -> torch.Tensor:
-        """L2-normalised fp32 features of ``encoder(x)``; the encoder runs under autocast (``amp_dtype``),
-        normalisation, logits, loss and the queue/bank stay fp32. ``shuffle``: through the key shuffle."""
-        def run(inp):
-            with torch.autocast(inp.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
-                return encoder(inp)
-        f = self.key_shuffle.encode(run, x) if shuffle else run(x)
-        return F.normalize(f.float(), dim=1)
-
-    # -- one step -------------------------------------------------------------------------------------
-    def forward(self, im_q: torch.Tensor, im_k: torch.Tensor, idx: torch.Tensor | None = None):
-        q = self.embed(self.encoder_q, im_q)                         # queries: N x C
+    def contrast(self, q, im_k, idx=None):
         with torch.no_grad():
             self._momentum_update_key_encoder()
-            k = self.embed(self.encoder_k, im_k, shuffle=True)       # keys: N x C
+            k = self.embed(self.encoder_k, im_k, self.key_shuffle)   # keys: N x C
         l_pos = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)        # N x 1
         l_neg = torch.einsum("nc,ck->nk", q, self.queue.clone().detach())   # N x K
-        logits = torch.cat([l_pos, l_neg], dim=1) / self.T
-        labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
         self._dequeue_and_enqueue(k)
-        return logits, labels
+        return l_pos, l_neg
 
 
-@register("end_to_end")
-class EndToEnd(MoCo):
+@MECHANISMS.register("end_to_end")
+class EndToEnd(Mechanism):
     """End-to-end (Fig. 2a): the key encoder is the query encoder, keys carry gradient, and the dictionary is
     the current mini-batch over all processes: K = batch size, K - 1 negatives per query."""
 
-    def build_dictionary(self, dim, K, num_images, bank_m) -> None:
-        pass
+    def __init__(self, encoder_q: nn.Module, T: float = 0.07, shuffle: str = "off",
+                 amp_dtype: torch.dtype | None = None):
+        super().__init__(encoder_q, T, amp_dtype)
+        self.key_shuffle = KeyShuffle(shuffle)
 
-    def forward(self, im_q, im_k, idx=None):
-        q = self.embed(self.encoder_q, im_q)
-        k = self.embed(self.encoder_q, im_k, shuffle=True)
+    @classmethod
+    def from_config(cls, cfg, encoder_q, *, num_images=0, shuffle="off", amp_dtype=None) -> "EndToEnd":
+        return cls(encoder_q, T=cfg.moco_t, shuffle=shuffle, amp_dtype=amp_dtype)
+
+    def contrast(self, q, im_k, idx=None):
+        k = self.embed(self.encoder_q, im_k, self.key_shuffle)
         k_all = D.gather_with_grad(k)                                 # Ntot x C, with gradient
         n = q.shape[0]
         sim = torch.einsum("nc,mc->nm", q, k_all)                    # N x Ntot
         pos = torch.arange(n, device=q.device) + D.rank() * n        # column of each query's own key
         mask = torch.zeros_like(sim, dtype=torch.bool)
         mask[torch.arange(n, device=q.device), pos] = True
-        l_pos = sim[mask].view(n, 1)
-        l_neg = sim[~mask].view(n, -1)                               # N x (Ntot - 1)
-        logits = torch.cat([l_pos, l_neg], dim=1) / self.T
-        labels = torch.zeros(n, dtype=torch.long, device=q.device)
-        return logits, labels
+        return sim[mask].view(n, 1), sim[~mask].view(n, -1)          # N x 1, N x (Ntot - 1)
 
 
-@register("memory_bank")
-class MemoryBank(MoCo):
+@MECHANISMS.register("memory_bank")
+class MemoryBank(Mechanism):
     """Memory bank (Fig. 2b; Wu et al. 2018, as the paper's baseline): only the query encoder is trained; the
     keys are stored features of every training image. Positive = the image's own entry; K negatives drawn
     uniformly from the bank (one draw per step, shared by the batch); after the logits, the batch's entries
@@ -167,11 +189,18 @@ class MemoryBank(MoCo):
 
     uses_key_view = False
 
-    def build_dictionary(self, dim, K, num_images, bank_m) -> None:
+    def __init__(self, encoder_q: nn.Module, dim: int = 128, K: int = 65536, T: float = 0.07,
+                 num_images: int = 0, bank_m: float = 0.5, amp_dtype: torch.dtype | None = None):
+        super().__init__(encoder_q, T, amp_dtype)
         if num_images < 1:
             raise ValueError("memory_bank needs the number of training images")
-        self.bank_m = bank_m
+        self.K, self.bank_m = K, bank_m
         self.register_buffer("bank", F.normalize(torch.randn(num_images, dim), dim=1))
+
+    @classmethod
+    def from_config(cls, cfg, encoder_q, *, num_images=0, shuffle="off", amp_dtype=None) -> "MemoryBank":
+        return cls(encoder_q, dim=cfg.moco_dim, K=cfg.moco_k, T=cfg.moco_t, num_images=num_images,
+                   bank_m=cfg.bank_m, amp_dtype=amp_dtype)
 
     @torch.no_grad()
     def _update_bank(self, q: torch.Tensor, idx: torch.Tensor) -> None:
@@ -182,23 +211,34 @@ class MemoryBank(MoCo):
     def sample_negatives(self) -> torch.Tensor:
         return torch.randint(0, self.bank.shape[0], (self.K,), device=self.bank.device)
 
-    def forward(self, im_q, im_k=None, idx=None):
+    def contrast(self, q, im_k, idx):
         if idx is None:
             raise ValueError("memory_bank needs the images' dataset indices")
-        q = self.embed(self.encoder_q, im_q)
         with torch.no_grad():
             pos = self.bank[idx].clone()
             neg = self.bank[self.sample_negatives()].clone()
         l_pos = torch.einsum("nc,nc->n", q, pos).unsqueeze(-1)
         l_neg = torch.einsum("nc,kc->nk", q, neg)
-        logits = torch.cat([l_pos, l_neg], dim=1) / self.T
-        labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
         self._update_bank(q.detach(), idx)
-        return logits, labels
+        return l_pos, l_neg
 
 
-def build_model(cfg, encoder_q: nn.Module, num_images: int, shuffle: str,
-                amp_dtype: torch.dtype | None = None) -> MoCo:
-    cls = MECHANISMS[cfg.mechanism]
-    return cls(encoder_q, dim=cfg.moco_dim, K=cfg.moco_k, m=cfg.moco_m, T=cfg.moco_t, shuffle=shuffle,
-               num_images=num_images, bank_m=cfg.bank_m, amp_dtype=amp_dtype)
+MECHANISMS.check_complete()
+
+
+def build_pretrainer(cfg, num_images: int, world: int = 1, device: torch.device | str = "cpu",
+                     precision: str | None = None, channels_last: bool | None = None) -> Mechanism:
+    """The pretrainer a resolved config describes, as the Trainer trains it: the query encoder
+    (:func:`pretrain.encoder.encoder_for`), given the BN layout of ``cfg.shuffle_bn`` with ``world`` processes,
+    in the config's memory format (``channels_last`` overrides it), wrapped in ``cfg.mechanism``'s module
+    (under ``precision``'s autocast, default the config's) on ``device``. ``num_images``: the training images
+    (the memory bank holds one entry each). Draws from torch's global RNG in this order: encoder, then the
+    dictionary (queue or bank)."""
+    device = torch.device(device)
+    mode = resolve_mode(cfg.shuffle_bn, world)
+    channels_last = cfg.channels_last if channels_last is None else channels_last
+    enc = convert_bn(encoder_for(cfg), mode, cfg.bn_splits, world, device)
+    enc = enc.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    model = MECHANISMS[cfg.mechanism].from_config(cfg, enc, num_images=num_images, shuffle=mode,
+                                                  amp_dtype=autocast_dtype(precision or cfg.precision))
+    return model.to(device)

@@ -20,10 +20,10 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .mechanisms import MECHANISMS
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
-MECHANISMS = ("moco", "end_to_end", "memory_bank")
 SHUFFLE_BN = ("auto", "ddp", "split", "off", "sync")
 DATASETS = ("imagefolder", "cifar10", "cifar100", "stl10", "fashion_mnist", "synthetic")
 AUGMENT_ON = ("workers", "batched")
@@ -120,7 +120,7 @@ def _check_keys(d: dict, where: str) -> None:
 
 
 # the choices of the string-valued keys (an unquoted YAML off/no/false reads as a boolean: see _coerce_str)
-STR_CHOICES = {"mechanism": MECHANISMS, "shuffle_bn": SHUFFLE_BN, "dataset": DATASETS, "augment_on": AUGMENT_ON,
+STR_CHOICES = {"mechanism": tuple(MECHANISMS), "shuffle_bn": SHUFFLE_BN, "dataset": DATASETS, "augment_on": AUGMENT_ON,
                "precision": PRECISIONS, "lr_scaling": ("none", "linear"), "knn_feature": ("backbone", "head"),
                "device": ("auto", "cpu", "cuda")}
 

@@ -25,17 +25,16 @@ from tqdm import tqdm
 from . import data
 from . import distributed as D
 from .augment import BatchedAugment, TwoCrops, pil_transform
-from .builder import accuracy_t, autocast_dtype, build_model, info_nce
+from .builder import accuracy_t, build_pretrainer, info_nce
 from .checkpoint import FORMAT, load, rng_state, set_rng_state
 from .fileio import atomic_save, atomic_write_json, atomic_write_text, git_sha
 from . import rundir
 from . import status as S
 from .config import EVAL_KEYS, RUNTIME_KEYS, Config, config_hash, eval_settings, save_yaml
-from .encoder import encoder_for
 from .errors import Diverged, UserError
 from .knn import eval_loaders, knn_accuracy
 from .schedule import lr_at
-from .shuffle_bn import convert_bn, resolve_mode
+from .shuffle_bn import resolve_mode
 
 
 def seed_all(seed: int, epoch: int, rank: int) -> int:
@@ -67,7 +66,6 @@ class Trainer:
             torch.backends.cudnn.benchmark = True          # as the official main_moco.py
         elif cfg.precision == "fp16":
             raise UserError("precision fp16 needs CUDA (autocast on the CPU is bf16); use --precision bf16 or fp32")
-        self.amp_dtype = autocast_dtype(cfg.precision)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         seed_all(cfg.seed, 0, self.rank)
         if cfg.batch_size % self.world:
@@ -82,10 +80,7 @@ class Trainer:
             raise UserError(f"BatchNorm needs >= 2 images per (sub-)batch: batch {self.batch} per process with "
                             f"bn_splits {cfg.bn_splits} gives {per_bn}")
         self._build_data()
-        enc = encoder_for(cfg)
-        enc = convert_bn(enc, self.mode, cfg.bn_splits, self.world, self.device)
-        enc = enc.to(memory_format=self.memory_format)
-        self.model = build_model(cfg, enc, self.num_images, self.mode, self.amp_dtype).to(self.device)
+        self.model = build_pretrainer(cfg, self.num_images, self.world, self.device)
         self.net = (DDP(self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
                         broadcast_buffers=False) if self.world > 1 else self.model)
         self.optimizer = torch.optim.SGD([p for p in self.model.parameters() if p.requires_grad],

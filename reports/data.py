@@ -18,6 +18,7 @@ import pandas as pd
 
 from ablations import results as results_table
 from pretrain import status
+from pretrain import mechanisms
 from pretrain.errors import UserError
 from pretrain.rundir import RunDir
 from .errors import ReportError
@@ -28,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 GRIDS = ("fig3_mechanisms", "table1_momentum", "figA1_shuffle_bn", "v2_table1", "transfer", "baselines")
 RESULT_STATUSES = ("done", "diverged", "not_converged")   # results; `error` rows never are
 FAILED = ("diverged", "not_converged")
-MECHANISMS = ("moco", "end_to_end", "memory_bank")
+MECHANISMS = tuple(mechanisms.MECHANISMS)   # tables and figures in the order of pretrain.mechanisms, the one list
 MECH_LABEL = {"moco": "MoCo", "end_to_end": "end-to-end", "memory_bank": "memory bank"}
 METRIC_LABEL = {"lincls_acc1": "linear top-1 (%)", "knn_acc": "kNN top-1 (%)",
                 "pretext_acc1": "pretext top-1 (%)"}

@@ -70,16 +70,24 @@ def global_bn(rank, world, out, full_x, weight, bias):
                 "running_var": bn.running_var}, f"{out}.{rank}")
 
 
+def tiny_mechanism_config(K: int):
+    """The mechanism keys of the 2-process step tests (dim 8, K, m 0.9, tau 0.2, bank_m 0.5); each mechanism's
+    ``from_config`` reads only its own (end-to-end: tau)."""
+    from pretrain.config import Config
+    return Config(moco_dim=8, moco_k=K, moco_m=0.9, moco_t=0.2, bank_m=0.5)
+
+
 def mechanism_step(rank, world, out, mechanism, batch, init_state, K):
     """One DDP training step of ``mechanism`` with global BN on this rank's half of ``batch``."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from pretrain.builder import MECHANISMS, info_nce
+    from pretrain.builder import info_nce
+    from pretrain.mechanisms import MECHANISMS
     from pretrain.encoder import build_encoder
     from pretrain.shuffle_bn import convert_bn
     enc = build_encoder("resnet18", dim=8, cifar_stem=True, width=4)
     enc = convert_bn(enc, "sync", 1, world, torch.device("cpu"))
-    model = MECHANISMS[mechanism](enc, dim=8, K=K, m=0.9, T=0.2, shuffle="sync", num_images=32, bank_m=0.5)
+    model = MECHANISMS[mechanism].from_config(tiny_mechanism_config(K), enc, num_images=32, shuffle="sync")
     model.load_state_dict(init_state)
     net = DDP(model, broadcast_buffers=False)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5, momentum=0.9)
@@ -100,10 +108,11 @@ def mechanism_step(rank, world, out, mechanism, batch, init_state, K):
 
 def reference_step(mechanism, batch, init_state, K):
     """The same step in one process on the whole batch with plain BN."""
-    from pretrain.builder import MECHANISMS, info_nce
+    from pretrain.builder import info_nce
+    from pretrain.mechanisms import MECHANISMS
     from pretrain.encoder import build_encoder
     enc = build_encoder("resnet18", dim=8, cifar_stem=True, width=4)
-    model = MECHANISMS[mechanism](enc, dim=8, K=K, m=0.9, T=0.2, shuffle="off", num_images=32, bank_m=0.5)
+    model = MECHANISMS[mechanism].from_config(tiny_mechanism_config(K), enc, num_images=32, shuffle="off")
     model.load_state_dict(init_state)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5, momentum=0.9)
     xq, xk, idx = batch

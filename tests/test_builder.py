@@ -6,7 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pretrain.builder import MECHANISMS, EndToEnd, MemoryBank, MoCo, accuracy, info_nce
+from pretrain.builder import EndToEnd, MemoryBank, MoCo, accuracy, info_nce
+from pretrain.mechanisms import MECHANISMS
 from pretrain.encoder import backbone_forward, build_encoder, feature_dim
 from pretrain.errors import UserError
 
@@ -29,7 +30,35 @@ def moco(K=5, m=0.9, T=0.5, dim=4):
 
 
 def test_registry_names_the_papers_mechanisms():
-    assert set(MECHANISMS) == {"moco", "end_to_end", "memory_bank"}
+    """One list: the registry's names in the paper's order, each the class registered under it; config
+    validation, --mechanism's choices and the reports' order are that list."""
+    from pretrain import config
+    from reports import data
+    assert list(MECHANISMS) == ["moco", "end_to_end", "memory_bank"]
+    assert [MECHANISMS[n] for n in MECHANISMS] == [MoCo, EndToEnd, MemoryBank]
+    assert [MECHANISMS[n].name for n in MECHANISMS] == ["moco", "end_to_end", "memory_bank"]
+    assert config.STR_CHOICES["mechanism"] == ("moco", "end_to_end", "memory_bank")
+    assert data.MECHANISMS == ("moco", "end_to_end", "memory_bank")
+    assert "momentum_encoder" not in MECHANISMS and len(MECHANISMS) == 3
+    with pytest.raises(KeyError):
+        MECHANISMS["momentum_encoder"]
+    with pytest.raises(KeyError, match="not a declared mechanism"):
+        MECHANISMS.register("momentum_encoder")
+    with pytest.raises(KeyError, match="registered twice"):
+        MECHANISMS.register("moco")(EndToEnd)
+    with pytest.raises(UserError, match="mechanism must be one of moco, end_to_end, memory_bank, got 'x'"):
+        config.validate(config.Config(mechanism="x"))
+
+
+def test_mechanism_names_need_no_torch():
+    """pretrain.mechanisms, pretrain.config and the reports' data module read the names without torch."""
+    import subprocess
+    import sys
+    code = ("import sys; import pretrain.mechanisms as M, pretrain.config as C; "
+            "C.load_config('tiny', {'mechanism': 'memory_bank', 'moco_k': 512}); "
+            "print(list(M.MECHANISMS), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["['moco',", "'end_to_end',", "'memory_bank']", "False"]
 
 
 def test_key_encoder_is_a_frozen_copy():
@@ -131,8 +160,9 @@ def test_pretext_accuracy():
 
 def test_end_to_end_against_hand_reference():
     torch.manual_seed(0)
-    e2e = EndToEnd(Lin(), dim=4, K=4, m=0.999, T=0.2, shuffle="off")
+    e2e = EndToEnd(Lin(), T=0.2, shuffle="off")
     assert not hasattr(e2e, "encoder_k") and not hasattr(e2e, "queue")
+    assert not hasattr(e2e, "K") and not hasattr(e2e, "m")      # K = the batch; no key encoder, no m
     xq, xk = torch.randn(4, 6), torch.randn(4, 6)
     logits, labels = e2e(xq, xk)
     W, b = e2e.encoder_q.fc.weight, e2e.encoder_q.fc.bias
@@ -158,8 +188,8 @@ def test_end_to_end_against_hand_reference():
 
 def test_memory_bank_against_hand_reference():
     torch.manual_seed(0)
-    mb = MemoryBank(Lin(), dim=4, K=3, m=0.999, T=0.1, shuffle="off", num_images=10, bank_m=0.5)
-    assert not hasattr(mb, "encoder_k") and mb.bank.shape == (10, 4)
+    mb = MemoryBank(Lin(), dim=4, K=3, T=0.1, num_images=10, bank_m=0.5)
+    assert not hasattr(mb, "encoder_k") and mb.bank.shape == (10, 4) and not hasattr(mb, "m")
     assert torch.allclose(mb.bank.norm(dim=1), torch.ones(10))
     bank0 = mb.bank.clone()
     x, idx = torch.randn(2, 6), torch.tensor([7, 2])
@@ -180,7 +210,7 @@ def test_memory_bank_against_hand_reference():
 
 
 def test_memory_bank_coefficient_is_a_config_value():
-    mb = MemoryBank(Lin(), dim=4, K=3, shuffle="off", num_images=5, bank_m=0.0)
+    mb = MemoryBank(Lin(), dim=4, K=3, num_images=5, bank_m=0.0)
     x, idx = torch.randn(1, 6), torch.tensor([3])
     mb(x, None, idx)
     assert torch.allclose(mb.bank[3], F.normalize(mb.encoder_q(x), dim=1)[0].detach(), atol=1e-6)
@@ -229,3 +259,53 @@ def test_stem_stride_halves_the_first_stage_map():
         load_config("tiny", {"stem_stride": 3})
     with pytest.raises(UserError, match="stem_stride 2 needs cifar_stem"):
         load_config("imagenet", {"stem_stride": 2})
+
+
+def test_constructors_take_only_what_each_mechanism_uses():
+    with pytest.raises(TypeError, match="'K'"):
+        EndToEnd(Lin(), K=4)
+    with pytest.raises(TypeError, match="'m'"):
+        EndToEnd(Lin(), m=0.999)
+    with pytest.raises(TypeError, match="'m'"):
+        MemoryBank(Lin(), num_images=4, m=0.999)
+    with pytest.raises(TypeError, match="'shuffle'"):
+        MemoryBank(Lin(), num_images=4, shuffle="split")       # no key encoder: nothing to shuffle
+    with pytest.raises(TypeError, match="'num_images'"):
+        MoCo(Lin(), num_images=4)
+
+
+@pytest.mark.parametrize("mechanism", ["moco", "end_to_end", "memory_bank"])
+def test_build_pretrainer_is_the_config_s_module(mechanism):
+    """build_pretrainer(cfg): the encoder of encoder_for(cfg) (same RNG draws, so a seed gives the Trainer's
+    initialisation), the BN layout of shuffle_bn (tiny: split BN of 8 sub-batches in one process), then the
+    dictionary drawn right after the encoder, each mechanism reading only its keys."""
+    from pretrain.builder import build_pretrainer
+    from pretrain.config import load_config
+    from pretrain.encoder import encoder_for
+    from pretrain.shuffle_bn import SplitBatchNorm
+    over = {"mechanism": mechanism, "arch": "resnet18", "width": 4, "moco_dim": 8, "moco_t": 0.3,
+            "moco_m": 0.9, "bank_m": 0.25}
+    over.update({"batch_size": 32} if mechanism == "end_to_end" else {"moco_k": 48})
+    cfg = load_config("tiny", over)
+    torch.manual_seed(3)
+    model = build_pretrainer(cfg, num_images=100)
+    after = torch.randn(1)                                   # the global RNG's next draw after the build
+    torch.manual_seed(3)
+    enc = encoder_for(cfg)
+    draws = {"moco": lambda: F.normalize(torch.randn(8, 48), dim=0),
+             "memory_bank": lambda: F.normalize(torch.randn(100, 8), dim=1), "end_to_end": lambda: None}
+    dictionary = draws[mechanism]()
+    assert torch.equal(after, torch.randn(1))                # the same number of draws, in the same order
+    assert type(model).name == mechanism and model.T == 0.3
+    sd = model.encoder_q.state_dict()
+    assert sd.keys() == enc.state_dict().keys()
+    assert all(torch.equal(sd[k], v) for k, v in enc.state_dict().items())
+    bns = [m for m in model.encoder_q.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(isinstance(m, SplitBatchNorm) and m.num_splits == 8 for m in bns)
+    if mechanism == "moco":
+        assert (model.K, model.m) == (48, 0.9) and torch.equal(model.queue, dictionary)
+        assert model.key_shuffle.mode == "split"
+    elif mechanism == "memory_bank":
+        assert (model.K, model.bank_m) == (48, 0.25) and torch.equal(model.bank, dictionary)
+    else:
+        assert not hasattr(model, "K") and not hasattr(model, "m") and model.key_shuffle.mode == "split"

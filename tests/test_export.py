@@ -5,10 +5,9 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from pretrain.builder import build_model
+from pretrain.builder import build_pretrainer
 from pretrain.checkpoint import FORMAT, load, query_encoder_state, rng_state
 from pretrain.config import load_config
-from pretrain.encoder import encoder_for
 from pretrain.export import main as export_cli
 from pretrain.lincls import load_backbone
 
@@ -17,8 +16,7 @@ def save_ours(path, overrides, preset="imagenet", num_images=64):
     """A checkpoint as Trainer.save writes it."""
     cfg = load_config(preset, overrides)
     torch.manual_seed(0)
-    enc = encoder_for(cfg)
-    model = build_model(cfg, enc, num_images, "off")
+    model = build_pretrainer(cfg, num_images)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, momentum=0.9)
     torch.save({"format": FORMAT, "arch": cfg.arch, "config": cfg.to_dict(), "epoch": 7,
                 "state_dict": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),

@@ -252,15 +252,15 @@ def test_a_lost_job_is_an_error_not_a_failed_result(tmp_path):
 def test_autocast_covers_the_encoders_only(mechanism):
     """bf16 autocast: the encoders' outputs are bf16 inside, but q, k, the logits, the loss and the
     queue/bank stay fp32."""
-    from pretrain.builder import build_model, info_nce
-    from pretrain.encoder import encoder_for
+    from pretrain.builder import build_pretrainer, info_nce
     over = synthetic_overrides(mechanism=mechanism, precision="bf16", channels_last=True)
     if mechanism == "end_to_end":
         over.pop("moco_k")
     cfg = load_config("tiny", over)
     torch.manual_seed(0)
-    enc = encoder_for(cfg)
-    model = build_model(cfg, enc.to(memory_format=torch.channels_last), 64, "split", torch.bfloat16)
+    model = build_pretrainer(cfg, 64)                       # the config's bf16 and channels_last, split BN
+    assert model.amp_dtype == torch.bfloat16 and model.encoder_q.conv1.weight.is_contiguous(
+        memory_format=torch.channels_last)
     seen = []
     model.encoder_q.fc.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     x = torch.rand(8, 3, 32, 32).contiguous(memory_format=torch.channels_last)

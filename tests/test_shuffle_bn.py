@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 import dist_workers as W
-from pretrain.builder import MECHANISMS
+from pretrain.mechanisms import MECHANISMS
 from pretrain.encoder import build_encoder
 from pretrain.errors import UserError
 from pretrain.shuffle_bn import (GlobalBatchNorm, KeyShuffle, SplitBatchNorm, batch_shuffle_single, convert_bn,
@@ -129,8 +129,8 @@ def test_two_process_step_matches_single_process_maths(mechanism, tmp_path):
     same loss, same updated query (and key) encoder, same queue / bank."""
     torch.manual_seed(0)
     K = 16 if mechanism == "moco" else (8 if mechanism == "end_to_end" else 5)
-    ref_model = MECHANISMS[mechanism](build_encoder("resnet18", dim=8, cifar_stem=True, width=4), dim=8, K=K,
-                                      m=0.9, T=0.2, shuffle="off", num_images=32, bank_m=0.5)
+    ref_model = MECHANISMS[mechanism].from_config(W.tiny_mechanism_config(K), build_encoder(
+        "resnet18", dim=8, cifar_stem=True, width=4), num_images=32, shuffle="off")
     init = {k: v.clone() for k, v in ref_model.state_dict().items()}
     batch = (torch.randn(8, 3, 8, 8), torch.randn(8, 3, 8, 8), torch.tensor([3, 9, 0, 31, 12, 5, 7, 20]))
     out = str(tmp_path / "step")
