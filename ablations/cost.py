@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+from pretrain.config import Config, save_yaml
 
 from . import results
 from .launcher import REEVAL_NOTE, REPO, Planned
@@ -17,19 +20,17 @@ DATASET_SIZES = {"imagefolder": 1281167, "cifar10": 50000, "cifar100": 50000, "s
 PRESET_SIZES = {"imagenet100": 126689}
 
 
-def bench_images_per_s(preset: str, overrides: dict, steps: int = 5, timeout_s: float = 900) -> float | None:
-    """images/s of the training step measured now with ``python -m pretrain.bench`` (None if it fails)."""
-    argv = [sys.executable, "-m", "pretrain.bench", "--preset", preset, "--steps", str(steps), "--json"]
-    for k, v in overrides.items():
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            argv.append(flag if v else "--no-" + k.replace("_", "-"))
-        elif isinstance(v, list):
-            argv += [flag, *map(str, v)]
-        else:
-            argv += [flag, str(v)]
+def bench_images_per_s(cfg: Config, steps: int = 5, timeout_s: float = 900) -> float | None:
+    """images/s of the training step of the resolved config ``cfg``, measured now with ``python -m
+    pretrain.bench`` in its own process (a crash or a hang there cannot take the launcher with it); the config
+    goes to it as a complete YAML file (every key, written atomically), not as flags on top of the preset.
+    None if it fails."""
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, cwd=REPO)
+        with tempfile.TemporaryDirectory(prefix="mocobench-bench-") as d:
+            path = Path(d) / "config.yaml"
+            save_yaml(cfg, path)
+            argv = [sys.executable, "-m", "pretrain.bench", "--preset", str(path), "--steps", str(steps), "--json"]
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, cwd=REPO)
         return float(json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"]) if out.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, IndexError):
         return None
@@ -54,16 +55,16 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
             lines.append(f"  {p.run_id}  {p.spec.label:60s} {'re-evaluation only':>12s}  ~    0 min (kNN)")
             continue
         c = p.cfg
-        same = done[done["mechanism"].astype(str) == str(c.get("mechanism"))]["images_per_s"].dropna().astype(float)
+        same = done[done["mechanism"].astype(str) == c.mechanism]["images_per_s"].dropna().astype(float)
         ips = float(same.median()) if len(same) else (float(ips_all.median()) if len(ips_all) else None)
         if ips is None and bench:
-            if c["mechanism"] not in benched:
-                print(f"measuring images/s of {c['mechanism']} with pretrain.bench ...", file=sys.stderr, flush=True)
-                benched[c["mechanism"]] = bench_images_per_s(preset, p.spec.overrides)
-            ips = benched[c["mechanism"]]
-        n = c.get("subset") or PRESET_SIZES.get(Path(preset).stem) or DATASET_SIZES.get(c.get("dataset"), 0)
-        per_epoch = min(n, c["max_steps"] * c["batch_size"]) if c.get("max_steps") else n
-        images = per_epoch * c["epochs"]
+            if c.mechanism not in benched:
+                print(f"measuring images/s of {c.mechanism} with pretrain.bench ...", file=sys.stderr, flush=True)
+                benched[c.mechanism] = bench_images_per_s(c)
+            ips = benched[c.mechanism]
+        n = c.subset or PRESET_SIZES.get(Path(preset).stem) or DATASET_SIZES.get(c.dataset, 0)
+        per_epoch = min(n, c.max_steps * c.batch_size) if c.max_steps else n
+        images = per_epoch * c.epochs
         if ips:
             s = images / ips
             total_s += s

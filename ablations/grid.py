@@ -26,7 +26,9 @@ Fig. A.1; MoCo v2, Chen et al. 2020, Table 1) with the paper's values, plus per-
         why: "K > 20000 images dropped"
 
 Keys are the pretrainer's config field names (``pretrain.config.Config``); an unknown key is an error.
-Identical runs after mapping are merged (one run, one config hash).
+Identical runs after mapping are merged (one run, one config hash). :func:`expand` resolves each run's config
+once (the preset, then its overrides: ``pretrain.config.load_config``) and hands it on as ``RunSpec.cfg``:
+the launcher hashes it, the job trains it, the cost estimate benches it; nothing downstream resolves it again.
 
 Seeds are an axis: every cell runs with ``seed`` = 0..N-1 (the config field ``seed``: the same initialisation
 and data order in every cell, a paired design). N: ``--seeds`` on the command line > the preset section's
@@ -46,7 +48,7 @@ from pathlib import Path
 
 import yaml
 
-from pretrain.config import read_yaml_mapping
+from pretrain.config import Config, load_config, read_yaml_mapping
 from pretrain.errors import UserError
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
@@ -60,10 +62,12 @@ DEFAULT_SEEDS = 1
 
 @dataclass
 class RunSpec:
-    """One run of a grid: the pretrainer overrides (on top of the preset) and its evaluations."""
+    """One run of a grid: the pretrainer overrides (on top of the preset), its evaluations and, once
+    :func:`expand` has resolved them, its config (what the run trains; resolved once, here)."""
     overrides: dict
     swept: dict                  # the grid's swept keys and their (mapped) values, for labels and tables
     eval: list = field(default_factory=lambda: ["knn"])
+    cfg: Config | None = None    # load_config(preset, overrides), set by expand
 
     @property
     def label(self) -> str:
@@ -153,20 +157,16 @@ def _expand_sub(sub: dict, where: str) -> list[dict]:
 _EXPR = re.compile(r"^\s*(?:([0-9.]+)\s*\*\s*)?(preset|epochs)\s*$")
 
 
-def _resolve(ov: dict, preset: str, grid: str) -> dict:
-    """Values relative to the preset: ``preset`` (the preset's value of that key), ``2*preset``, and
-    ``0.6*epochs`` (a fraction of the run's epochs, e.g. for a step schedule); rounded for int fields."""
-    from pretrain.config import load_config
-    base = None
+def _resolve(ov: dict, base: dict, grid: str) -> dict:
+    """Values relative to the preset (``base``: the preset's config as a dict): ``preset`` (the preset's value
+    of that key), ``2*preset``, and ``0.6*epochs`` (a fraction of the run's epochs, e.g. for a step
+    schedule); rounded for int fields."""
     out = dict(ov)
 
     def val(key, v, epochs):
-        nonlocal base
         if not isinstance(v, str) or not _EXPR.match(v):
             return v
         f, what = _EXPR.match(v).groups()
-        if base is None:
-            base = load_config(preset).to_dict()
         ref = base[key] if what == "preset" else epochs
         if isinstance(ref, list):
             raise UserError(f"grid {grid}: {key}: {v!r} needs a number")
@@ -176,8 +176,7 @@ def _resolve(ov: dict, preset: str, grid: str) -> dict:
     if "epochs" in out:
         out["epochs"] = val("epochs", out["epochs"], None)
     epochs = out.get("epochs")
-    if epochs is None and any(isinstance(v, (str, list)) for v in out.values()):
-        base = base or load_config(preset).to_dict()
+    if epochs is None:
         epochs = base["epochs"]
     for k, v in out.items():
         if k == "epochs":
@@ -213,13 +212,13 @@ def check_sets(grid: dict, sets: dict | None) -> None:
                             f"run a grid file of your own")
 
 
-def _subset_for_drop(fixed: dict, preset: str, grid: str) -> int:
+def _subset_for_drop(fixed: dict, base: dict, grid: str) -> int:
     """The pretraining images of the grid's runs for ``drop_k_above: subset``: the fixed values' (``--set``
-    included) ``subset``, else the preset's (0 = all)."""
-    from pretrain.config import _coerce, load_config
+    included) ``subset``, else the preset's (``base``; 0 = all)."""
+    from pretrain.config import _coerce
     if "subset" in fixed:
-        return _coerce("subset", _resolve({"subset": fixed["subset"]}, preset, grid)["subset"])
-    return load_config(preset).subset
+        return _coerce("subset", _resolve({"subset": fixed["subset"]}, base, grid)["subset"])
+    return base["subset"]
 
 
 def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None = None,
@@ -229,7 +228,8 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
     first). A cell that sets ``seed`` itself runs that one seed. ``seed``: exactly that one seed for every
     cell (``--set seed=S``, which sets it for every run; no axis). ``sets``: ``--set`` values for every run,
     on top of the fixed ones (so ``drop_k_above: subset`` and ``0.6*epochs`` see them); a swept key is refused
-    (:func:`check_sets`)."""
+    (:func:`check_sets`). Each run's config is resolved here, once (``RunSpec.cfg``); the preset alone is
+    read once for the values relative to it."""
     from pretrain.config import FIELD_NAMES
     check_sets(grid, sets)
     sets = {k: v for k, v in (sets or {}).items() if k != "seed"}
@@ -237,6 +237,7 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
     if preset not in presets:
         raise UserError(f"grid {grid['name']} has no scaling for preset {preset!r} "
                         f"(it has: {', '.join(presets)}); add a 'presets: {preset}:' section")
+    base = load_config(preset).to_dict()
     ps = presets[preset] or {}
     evals = list(ps.get("eval", grid.get("eval", ["knn"])))
     if "knn" not in evals:
@@ -249,7 +250,7 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
     drops = ps.get("drop") or []
     k_max = ps.get("drop_k_above")
     if k_max == "subset":                 # K larger than the pretraining set: no such queue/bank
-        k_max = _subset_for_drop(fixed, preset, grid["name"]) or None
+        k_max = _subset_for_drop(fixed, base, grid["name"]) or None
     if "moco_k" in sets:                  # one K for every run: not dropped, refused if K > N (pretrain.config)
         k_max = None
     runs, seen, k_dropped = [], set(), []
@@ -263,7 +264,7 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
                 k_dropped.append(int(r.get("moco_k", fixed.get("moco_k", 0))))
                 continue
             r = {k: (mapping[k].get(v, v) if k in mapping and not isinstance(v, list) else v) for k, v in r.items()}
-            ov = _resolve({**fixed, **r}, preset, grid["name"])
+            ov = _resolve({**fixed, **r}, base, grid["name"])
             r = {k: ov[k] for k in r}
             unknown = sorted(set(ov) - set(FIELD_NAMES))
             if unknown:
@@ -293,4 +294,6 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
             if spec is not None and key not in seen:
                 seen.add(key)
                 out.append(spec)
+    for spec in out:
+        spec.cfg = load_config(preset, spec.overrides)          # the one resolution of each run
     return out

@@ -9,6 +9,7 @@ the torchrun variables exported here (or SLURM's), and only global rank 0 writes
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import traceback
@@ -19,6 +20,7 @@ import submitit
 
 from pretrain import rundir
 from pretrain import status as S
+from pretrain.config import Config
 from pretrain.fileio import atomic_write_json, atomic_write_text, read_json
 from pretrain.rundir import RunDir
 
@@ -39,23 +41,25 @@ def _now() -> str:
 
 
 
-def base_row(grid: str, preset: str, run_id: str, run_dir: Path, cfg_dict: dict) -> dict:
-    row = {"grid": grid, "run_id": run_id, "preset": preset, "run_dir": str(run_dir)}
-    for c in SWEPT_COLUMNS:
-        if c in cfg_dict:
-            v = cfg_dict[c]
-            row[c] = ",".join(map(str, v)) if isinstance(v, list) else v
-    return row
+def config_columns(cfg: Config) -> dict:
+    """The results columns of a run's config: its swept keys as configured (``lr`` at ``lr_ref_batch``) and
+    ``lr_effective``, the lr the run used (``lr_scaling: linear`` applied)."""
+    d = {**cfg.to_dict(), "lr_effective": cfg.effective_lr}
+    return {c: (",".join(map(str, d[c])) if isinstance(d[c], list) else d[c]) for c in SWEPT_COLUMNS if c in d}
 
 
-def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg_dict: dict) -> dict | None:
+def base_row(grid: str, preset: str, run_id: str, run_dir: Path, cfg: Config) -> dict:
+    return {"grid": grid, "run_id": run_id, "preset": preset, "run_dir": str(run_dir), **config_columns(cfg)}
+
+
+def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg: Config) -> dict | None:
     """The results row of a finished run (summary.json, plus lincls.json if there is one), else None. The
     status is the summary's (a legacy ``failed`` one mapped by ``pretrain.status.from_summary``)."""
     s = RunDir(run_dir).read_summary()
     status = S.from_summary(s)
     if status not in S.RESULTS:
         return None
-    row = base_row(grid, preset, run_id, run_dir, cfg_dict)
+    row = base_row(grid, preset, run_id, run_dir, cfg)
     row["status"], row["reason"] = status, s.get("reason") or ""
     for k in METRIC_KEYS:
         if s.get(k) is not None:
@@ -114,37 +118,40 @@ def _dist_env_from_submitit() -> None:
 
 
 class GridJob(submitit.helpers.Checkpointable):
-    """Callable run by submitit for one (grid, preset, overrides) run."""
+    """Callable run by submitit for one planned run: the run's resolved config (``ablations.grid.expand``
+    resolved it, the launcher hashed it to ``run_id``), trained as is; the job does not resolve it again."""
 
-    def __init__(self, grid: str, preset: str, overrides: dict, run_dir: str, evals: list,
+    def __init__(self, grid: str, preset: str, cfg: Config, run_dir: str, evals: list,
                  results_path: str, git_sha: str = "", run_id: str = ""):
-        self.grid, self.preset, self.overrides = grid, preset, dict(overrides)
+        self.grid, self.preset, self.cfg = grid, preset, cfg
         self.run_dir, self.evals = str(run_dir), list(evals)
         self.results_path, self.git_sha, self.run_id = str(results_path), git_sha, run_id
 
     def __call__(self) -> dict:
-        from pretrain.config import config_hash, load_config
+        from pretrain.config import config_hash
         from pretrain.errors import UserError
 
         _dist_env_from_submitit()
         rank = int(os.environ.get("RANK", "0"))
         run_dir = Path(self.run_dir)
-        overrides = dict(self.overrides)
-        if "threads" not in overrides and os.environ.get("SLURM_CPUS_PER_TASK"):
-            overrides["threads"] = int(os.environ["SLURM_CPUS_PER_TASK"])   # not part of the config hash
-        cfg = load_config(self.preset, overrides)
+        cfg = self.cfg
+        if not cfg.threads and os.environ.get("SLURM_CPUS_PER_TASK"):
+            # a runtime key (not part of the config hash): the CPUs SLURM gave this task
+            cfg = dataclasses.replace(cfg, threads=int(os.environ["SLURM_CPUS_PER_TASK"]))
+        # The one deliberate re-check: the config hashes, in this process (this code, this number of
+        # processes), to the run that was planned.
         run_id = config_hash(cfg)
-        cfg_dict = {**cfg.to_dict(), "lr": cfg.effective_lr}   # the lr used (linear scaling applied)
-        row = base_row(self.grid, self.preset, run_id, run_dir, cfg_dict)
+        row = base_row(self.grid, self.preset, run_id, run_dir, cfg)
         if self.run_id and run_id != self.run_id:
-            # The code, the preset or the world size changed between submission and start: this is not the
-            # planned run. Not a result: status error, retried by the next `ablations run`.
+            # The code's run identity or the number of processes changed between submission and start: this
+            # is not the planned run. Not a result: status error, retried by the next `ablations run`.
             if rank != 0:
                 return {}
-            row = {**base_row(self.grid, self.preset, self.run_id, run_dir, cfg_dict), "status": "error",
+            row = {**base_row(self.grid, self.preset, self.run_id, run_dir, cfg), "status": "error",
                    "error_kind": "config_changed",
-                   "reason": f"config changed since submission (hash {self.run_id} -> {run_id}: code, preset "
-                             f"or number of processes changed); rerun the grid", "host": socket.gethostname(), "finished_at": _now()}
+                   "reason": f"config changed since submission: the job's config hashes to {run_id}, the planned "
+                             f"run is {self.run_id} (the code or the number of processes changed); rerun the "
+                             f"grid", "host": socket.gethostname(), "finished_at": _now()}
             results.upsert([row], self.results_path, key=("grid", "run_id"))
             return row
         if rank == 0:
@@ -167,7 +174,7 @@ class GridJob(submitit.helpers.Checkpointable):
                 record_error(run_dir, run_id, reason, error_kind(e))
         if rank != 0:
             return {}
-        final = row_from_run_dir(self.grid, self.preset, run_id, run_dir, cfg_dict) or \
+        final = row_from_run_dir(self.grid, self.preset, run_id, run_dir, cfg) or \
             error_row(row, run_dir)
         final.setdefault("host", socket.gethostname())
         final.setdefault("finished_at", _now())
@@ -201,6 +208,6 @@ class GridJob(submitit.helpers.Checkpointable):
 
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
         """Preempted or out of time: requeue the same callable; it resumes from run_dir/checkpoint.pth."""
-        return submitit.helpers.DelayedSubmission(GridJob(self.grid, self.preset, self.overrides, self.run_dir,
+        return submitit.helpers.DelayedSubmission(GridJob(self.grid, self.preset, self.cfg, self.run_dir,
                                                           self.evals, self.results_path, self.git_sha,
                                                           self.run_id))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pretrain import rundir
+from pretrain.config import Config
 from pretrain import status as S
 from pretrain.errors import UserError
 from pretrain.fileio import read_json
@@ -39,7 +40,7 @@ class Planned:
     spec: RunSpec
     run_id: str
     run_dir: Path
-    cfg: dict
+    cfg: Config                # the run's resolved config (spec.cfg, resolved once by ablations.grid.expand)
     state: str                 # done | diverged | not_converged | queued | todo
     note: str = ""
     row: dict = field(default_factory=dict)
@@ -68,7 +69,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
     processes each run will have (:func:`launch_world`), part of the run identity. ``seeds``: the seed axis
     (``--seeds``; default: the grid's / the preset's, see ``ablations.grid.resolve_seeds``); a ``seed`` in
     ``sets`` is exactly that one seed. ``retry_failed``: diverged and not_converged runs are run again."""
-    from pretrain.config import EVAL_KEYS, config_hash, eval_settings, load_config
+    from pretrain.config import EVAL_KEYS, config_hash, eval_settings
     from pretrain.train import finished_state
     check_seed_args(sets, seeds)
     grid = load_grid(grid_name)
@@ -76,9 +77,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
     out, evals_of = [], {}
     fixed_seed = sets.get("seed") if sets and "seed" in sets else None
     for spec in expand(grid, preset, seeds=seeds, seed=fixed_seed, sets=sets):
-        if sets:
-            spec.overrides = {**spec.overrides, **sets}
-        cfg = load_config(preset, spec.overrides)
+        cfg = spec.cfg
         rid = config_hash(cfg, world)
         ev = eval_settings(cfg)
         if rid in evals_of and evals_of[rid][0] != ev:
@@ -86,7 +85,6 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
                             f"run ({rid}) and differ only in evaluation keys ({', '.join(EVAL_KEYS)}): those "
                             f"belong to the whole grid (its 'fixed'), not to a cell")
         evals_of[rid] = (ev, spec.label)
-        cfg_dict = {**cfg.to_dict(), "lr": cfg.effective_lr}   # the lr used (linear scaling applied)
         run_dir = root / grid["name"] / Path(preset).stem / rid
         s = RunDir(run_dir).read_summary()
         st = S.from_summary(s)
@@ -124,10 +122,10 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
             elif RunDir(run_dir).metrics.exists() and not note:
                 n = RunDir(run_dir).epochs_logged()
                 note = f"resumes after epoch {n}/{cfg.epochs}"
-        p = Planned(spec, rid, run_dir, cfg_dict, state, note,
+        p = Planned(spec, rid, run_dir, cfg, state, note,
                     retry_failed=retry_failed and st in (S.DIVERGED, S.NOT_CONVERGED))
         if state in S.RESULTS:
-            p.row = row_from_run_dir(grid["name"], preset, rid, run_dir, cfg_dict) or {}
+            p.row = row_from_run_dir(grid["name"], preset, rid, run_dir, cfg) or {}
         out.append(p)
     return grid, out
 
@@ -168,7 +166,7 @@ def run_status(grid_name: str, preset: str, root=None, sets=None, world: int = 1
     grid, planned = plan(grid_name, preset, root, sets, world=world, seeds=seeds)
     for p in planned:
         n = RunDir(p.run_dir).epochs_logged()
-        progress = f"epoch {n}/{p.cfg['epochs']}"
+        progress = f"epoch {n}/{p.cfg.epochs}"
         if p.state == "queued":
             p.state, p.note = ("running" if n else "queued"), f"{p.note}, {progress}"
         elif p.state == "todo" and n:

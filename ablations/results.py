@@ -17,8 +17,10 @@ identity      grid, run_id (resolved-config hash), preset, run_dir, status
               by the next run), baseline (grid "baselines": random_init|raw_pixels, written by
               ``python -m ablations baselines``; empty for trained runs)
 swept keys    mechanism, moco_k, moco_m, moco_t, shuffle_bn, bn_splits, mlp,
-              aug_plus, cos, epochs, batch_size, lr (the one used: lr_scaling applied), seed,
-              arch, dataset, precision
+              aug_plus, cos, epochs, batch_size, lr (as configured: at lr_ref_batch),
+              lr_effective (the lr used: lr_scaling applied; a table written before this column
+              existed held the lr used in lr, and reads it as lr_effective), seed, arch, dataset,
+              precision
 metrics       loss, pretext_acc1, pretext_acc5, knn_acc, knn_init (kNN of the same network at
               random init, where fail_below_init measured it), lincls_acc1, lincls_acc5
               (final values, accuracies in %)
@@ -43,7 +45,7 @@ from pretrain.fileio import atomic_path, stale_temps
 
 IDENTITY = ["grid", "run_id", "preset", "run_dir", "status", "reason", "error_kind", "baseline"]
 SWEPT = ["mechanism", "moco_k", "moco_m", "moco_t", "shuffle_bn", "bn_splits", "mlp",
-         "aug_plus", "cos", "epochs", "batch_size", "lr", "seed", "arch", "dataset", "precision"]
+         "aug_plus", "cos", "epochs", "batch_size", "lr", "lr_effective", "seed", "arch", "dataset", "precision"]
 METRICS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "knn_init", "lincls_acc1", "lincls_acc5"]
 COST = ["wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "world_size"]
 PROVENANCE = ["host", "git_sha", "finished_at"]
@@ -53,7 +55,8 @@ COLUMNS = IDENTITY + SWEPT + METRICS + COST + PROVENANCE + TRANSFER
 STATUSES = ("pending", "running", S.DONE, S.DIVERGED, S.NOT_CONVERGED, S.ERROR)
 TEXT = IDENTITY + ["host", "git_sha", "finished_at", "task", "config", "weights"]
 REQUIRED = ["grid", "run_id", "status"]
-NUMERIC = (["moco_k", "moco_m", "moco_t", "bn_splits", "epochs", "batch_size", "lr", "seed"] + METRICS + COST
+NUMERIC = (["moco_k", "moco_m", "moco_t", "bn_splits", "epochs", "batch_size", "lr", "lr_effective", "seed"]
+           + METRICS + COST
            + ["trial", "AP50", "AP", "AP75", "APm"])
 
 
@@ -97,6 +100,8 @@ def read(path: str | os.PathLike | None = None) -> pd.DataFrame:
         what = "; ".join(x for x in (f"unknown column(s) {', '.join(unknown[:6])}" if unknown else "",
                                      f"no {', '.join(missing)} column" if missing else "") if x)
         raise _refuse(path, what)
+    if "lr_effective" not in df.columns and "lr" in df.columns:
+        df["lr_effective"] = df["lr"]      # an older table: its lr column was the lr used (scaling applied)
     for c in COLUMNS:
         if c not in df.columns:
             df[c] = pd.NA

@@ -62,7 +62,7 @@ def submit(grid: dict, preset: str, planned: list[Planned], kind: str, params: d
     for p in todo:
         p.run_dir.mkdir(parents=True, exist_ok=True)
         set_aside_failed(p)
-        fn = GridJob(grid["name"], preset, p.spec.overrides, str(p.run_dir), p.spec.eval, results_path, sha, p.run_id)
+        fn = GridJob(grid["name"], preset, p.cfg, str(p.run_dir), p.spec.eval, results_path, sha, p.run_id)
         out.append(Submitted(p, None, fn, ex))
     if kind == "slurm":
         with ex.batch():

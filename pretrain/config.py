@@ -28,10 +28,11 @@ SHUFFLE_BN = ("auto", "ddp", "split", "off", "sync")
 DATASETS = ("imagefolder", "cifar10", "cifar100", "stl10", "fashion_mnist", "synthetic")
 AUGMENT_ON = ("workers", "batched")
 PRECISIONS = ("fp32", "bf16", "fp16")
-# how/where a run runs, not what it computes: never part of its identity, may differ on resume
+# The keys outside a run's identity (run_identity: its hash, its directory, and what a resume must match), in
+# one place. RUNTIME_KEYS: how/where a run runs, not what it computes; may differ on resume.
 RUNTIME_KEYS = ("workers", "device", "threads", "data", "dist_timeout_min")
-# what is measured after/beside training (kNN monitor, the "fail" criteria): not part of the training identity;
-# a finished run whose evaluation settings changed is re-evaluated from its checkpoint, not trained again
+# EVAL_KEYS: what is measured after/beside training (kNN monitor, the "fail" criteria); a finished run whose
+# evaluation settings changed is re-evaluated from its checkpoint, not trained again
 EVAL_KEYS = ("knn_monitor", "knn_every", "knn_k", "knn_t", "knn_feature", "knn_subset", "fail_loss_frac",
              "fail_below_init")
 
@@ -382,6 +383,26 @@ def run_identity(cfg: Config, world: int | None = None) -> dict:
     if cfg.dataset == "imagefolder":
         d["dataset_path"] = str(Path(cfg.data).expanduser().resolve()) if cfg.data else ""
     return d
+
+
+# what may differ when a run is continued from its checkpoint although it is part of the identity: more epochs
+RESUME_MAY_CHANGE = ("epochs",)
+
+
+def resume_mismatch(saved: dict, saved_world: int | None, cfg: Config, world: int) -> list[str]:
+    """What keeps a checkpoint written by the config ``saved`` (a dict, as stored; a key it predates counts
+    with its default value, a key no longer known is ignored) with ``saved_world`` processes (None: not
+    recorded) from being continued by ``cfg`` with ``world`` processes: the items of :func:`run_identity` (the
+    same keys the run's hash covers) that differ, :data:`RESUME_MAY_CHANGE` excepted. [] = it may resume."""
+    old_cfg = Config(**{k: v for k, v in saved.items() if k in FIELD_NAMES})
+    old = run_identity(old_cfg, saved_world if saved_world is not None else world)
+    new = run_identity(cfg, world)
+    out = []
+    for k in new:
+        if k in RESUME_MAY_CHANGE or old.get(k) == new[k]:
+            continue
+        out.append(f"world size {old[k]} -> {new[k]}" if k == "world_size" else k)
+    return out
 
 
 def config_hash(cfg: Config, world: int | None = None) -> str:

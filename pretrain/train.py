@@ -30,7 +30,7 @@ from .checkpoint import FORMAT, load, rng_state, set_rng_state
 from .fileio import atomic_save, atomic_write_json, atomic_write_text, git_sha
 from . import rundir
 from . import status as S
-from .config import EVAL_KEYS, RUNTIME_KEYS, Config, config_hash, eval_settings, save_yaml
+from .config import Config, config_hash, eval_settings, resume_mismatch, save_yaml
 from .errors import Diverged, UserError
 from .knn import eval_loaders, knn_accuracy
 from .schedule import lr_at
@@ -151,12 +151,8 @@ class Trainer:
         if missing:
             raise UserError(f"{self.ckpt_path}: cannot resume from it: no {', '.join(map(repr, missing))} (not a "
                             f"training checkpoint of this pretrainer, e.g. an export); use a new --output")
-        old, new = dict(ck.get("config", {})), self.cfg.to_dict()
-        skip = set(RUNTIME_KEYS) | set(EVAL_KEYS) | {"epochs"}
-        diff = [k for k in new if k not in skip and k in old and old.get(k) != new[k]]
-        diff += [k for k in new if k not in skip and k not in old and new[k] != getattr(Config(), k)]
-        if ck.get("world_size") is not None and int(ck["world_size"]) != self.world:
-            diff.append(f"world size {ck['world_size']} -> {self.world}")
+        saved_world = int(ck["world_size"]) if ck.get("world_size") is not None else None
+        diff = resume_mismatch(dict(ck.get("config", {})), saved_world, self.cfg, self.world)
         if diff:
             raise UserError(f"{self.ckpt_path} was written with another config ({', '.join(diff)} differ); "
                             f"use a new --output directory")

@@ -116,7 +116,7 @@ class Results:
         return cands[0].resolve() if cands else p.resolve()
 
 
-NUMERIC = ["moco_k", "moco_m", "moco_t", "bn_splits", "epochs", "batch_size", "lr", "seed",
+NUMERIC = ["moco_k", "moco_m", "moco_t", "bn_splits", "epochs", "batch_size", "lr", "lr_effective", "seed",
            "loss", "pretext_acc1", "pretext_acc5", "knn_acc", "knn_init", "lincls_acc1", "lincls_acc5",
            "wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "trial",
            "AP50", "AP", "AP75", "APm"]

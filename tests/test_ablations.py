@@ -234,17 +234,113 @@ def test_two_task_ddp_job_with_ddp_shuffle_bn(executor, tmp_path):
 
 
 def test_job_refuses_a_run_whose_config_changed_since_submission(tmp_path):
-    """The code or a preset edited between submission and start: the job records why, trains nothing, and
-    the row is an error (no result), which the next plan retries."""
+    """The job's one re-check: its config must hash (this code, this number of processes) to the planned run
+    id. Here it does not: the job records why, trains nothing, and the row is an error (no result), which the
+    next plan retries."""
     from ablations.job import GridJob
     res = tmp_path / "results.csv"
     gfile = write_grid(tmp_path / "g.yaml", "t_changed", [{"moco_m": 0.9}])
     grid, planned = L.plan(str(gfile), "tiny", tmp_path / "runs")
     p = planned[0]
-    job = GridJob(grid["name"], "tiny", p.spec.overrides, str(p.run_dir), ["knn"], str(res), "sha", "0" * 12)
+    job = GridJob(grid["name"], "tiny", p.cfg, str(p.run_dir), ["knn"], str(res), "sha", "0" * 12)
     ex = X.make_executor("debug", tmp_path / "submitit", {})
     row = ex.submit(job).result()
     assert row["status"] == "error" and row["error_kind"] == "config_changed"
-    assert "config changed since submission" in row["reason"]
+    assert "config changed since submission" in row["reason"] and p.run_id in row["reason"]
     assert row["run_id"] == "0" * 12 and not (p.run_dir / "checkpoint.pth").exists()
     assert results.read(res).set_index("run_id").loc["0" * 12, "status"] == "error"
+
+
+# -- a run is resolved once --------------------------------------------------------------------------------------
+def test_planned_run_ids_are_unchanged():
+    """Run ids computed on the code before a run was resolved once (existing run directories stay theirs):
+    fig3 at tiny (seed 0, one process) and at imagenet with 8 processes."""
+    _, tiny = L.plan("fig3_mechanisms", "tiny", Path("/nonexistent-runs"), seeds=1)
+    ids = {p.spec.label: p.run_id for p in tiny}
+    assert len(ids) == 13
+    assert ids["mechanism=moco moco_k=256 seed=0"] == "441f9e721d94"
+    assert ids["mechanism=moco moco_k=16384 seed=0"] == "a2d2cf814b4a"
+    assert ids["mechanism=memory_bank moco_k=4096 seed=0"] == "4d6747423537"
+    assert ids["mechanism=end_to_end lr_scaling=linear moco_k=512 batch_size=512 seed=0"] == "31e98e976cb1"
+    _, big = L.plan("fig3_mechanisms", "imagenet", Path("/nonexistent-runs"), world=8)
+    assert {p.spec.label: p.run_id for p in big}["mechanism=moco moco_k=65536 seed=0"] == "1c197dfad30d"
+
+
+def test_a_grid_is_resolved_once_per_run(monkeypatch):
+    """expand reads the preset once and resolves each run's config once (RunSpec.cfg); plan hashes that
+    config and resolves nothing itself."""
+    import ablations.grid as G
+    calls = []
+    real = G.load_config
+
+    def counting(preset, overrides=None):
+        calls.append(overrides)
+        return real(preset, overrides)
+    monkeypatch.setattr(G, "load_config", counting)
+    monkeypatch.setattr("pretrain.config.load_config", lambda *a, **k: pytest.fail("resolved outside expand"))
+    _, planned = L.plan("fig3_mechanisms", "tiny", Path("/nonexistent-runs"), seeds=2)
+    assert len(planned) == 26 and len(calls) == 1 + 26 and calls[0] is None       # the preset, then each run
+    e2e = [p for p in planned if p.cfg.mechanism == "end_to_end" and p.cfg.batch_size == 1024]
+    assert [(p.cfg.moco_k, p.cfg.seed) for p in e2e] == [(1024, 0), (1024, 1)]
+    assert all(p.cfg is p.spec.cfg and p.run_id == config_hash(p.cfg, 1) for p in planned)
+
+
+def test_the_job_trains_the_planned_config_without_resolving_it(tmp_path, monkeypatch):
+    """The job gets the resolved config: it neither reads the preset nor re-resolves (a preset edited or
+    removed after submission does not change the run), and trains it under the planned run id."""
+    from ablations.job import GridJob
+    res = tmp_path / "results.csv"
+    gfile = write_grid(tmp_path / "g.yaml", "t_once", [{"moco_m": 0.9}], fixed={"epochs": 1, "max_steps": 1})
+    grid, planned = L.plan(str(gfile), "tiny", tmp_path / "runs")
+    p = planned[0]
+    monkeypatch.setattr("pretrain.config.load_config", lambda *a, **k: pytest.fail("the job resolved again"))
+    monkeypatch.setattr("ablations.grid.load_config", lambda *a, **k: pytest.fail("the job resolved again"))
+    job = GridJob(grid["name"], "no-such-preset", p.cfg, str(p.run_dir), ["knn"], str(res), "sha", p.run_id)
+    row = X.make_executor("debug", tmp_path / "submitit", {}).submit(job).result()
+    assert row["status"] == "done" and row["run_id"] == p.run_id and float(row["moco_m"]) == 0.9
+    assert (p.run_dir / "checkpoint.pth").exists()
+
+
+def test_rows_keep_the_configured_lr_and_record_the_effective_one(tmp_path):
+    """lr_scaling linear: the row's lr is the configured one (tiny: 0.06 at lr_ref_batch 128) and lr_effective
+    the one used (x batch / 128); a table written before lr_effective existed (its lr was the one used) still reads,
+    with that value as lr_effective."""
+    from ablations.job import base_row
+    _, planned = L.plan("fig3_mechanisms", "tiny", tmp_path / "runs", seeds=1)
+    e2e = {p.cfg.batch_size: base_row("fig3_mechanisms", "tiny", p.run_id, p.run_dir, p.cfg)
+           for p in planned if p.cfg.mechanism == "end_to_end"}
+    assert {b: (r["lr"], r["lr_effective"]) for b, r in e2e.items()} == \
+        {256: (0.06, 0.12), 512: (0.06, 0.24), 1024: (0.06, 0.48)}
+    moco = [base_row("g", "tiny", p.run_id, p.run_dir, p.cfg) for p in planned if p.cfg.mechanism == "moco"]
+    assert {(r["lr"], r["lr_effective"]) for r in moco} == {(0.06, 0.06)}
+    res = tmp_path / "results.csv"
+    results.upsert([{**e2e[1024], "status": "pending"}], res, key=("grid", "run_id"))
+    assert results.read(res)[["lr", "lr_effective"]].astype(float).values.tolist() == [[0.06, 0.48]]
+    old = tmp_path / "old.csv"
+    old.write_text("grid,run_id,status,mechanism,batch_size,lr\nfig3_mechanisms,abc,done,end_to_end,1024,0.48\n"
+                   "transfer,def,done,,16,0.02\n")
+    df = results.read(old)
+    assert df["lr_effective"].astype(float).tolist() == [0.48, 0.02]
+    assert df["lr"].astype(float).tolist() == [0.48, 0.02]
+
+
+def test_the_cost_estimate_benches_the_resolved_config(tmp_path, monkeypatch):
+    """pretrain.bench gets the run's resolved config as a complete YAML file, not flags re-parsed on top of
+    the preset; read back it is the same config."""
+    import json as _json
+    from ablations import cost
+    from pretrain.config import load_config as _load
+    cfg = load_config("tiny", {"mechanism": "end_to_end", "batch_size": 64, "lr_scaling": "linear",
+                               "schedule": [2, 4], "shuffle_bn": "off", "seed": 3})
+    seen = {}
+
+    def fake_run(argv, **kw):
+        i = argv.index("--preset")
+        seen["argv"] = argv
+        seen["cfg"] = _load(argv[i + 1])
+        return subprocess.CompletedProcess(argv, 0, _json.dumps({"images_per_s": 123.5}) + "\n", "")
+    monkeypatch.setattr(cost.subprocess, "run", fake_run)
+    assert cost.bench_images_per_s(cfg, steps=3) == 123.5
+    assert seen["argv"][1:3] == ["-m", "pretrain.bench"] and "--mechanism" not in seen["argv"]
+    assert seen["cfg"] == cfg and seen["cfg"].moco_k == 64 and seen["cfg"].shuffle_bn == "off"
+    assert not Path(seen["argv"][seen["argv"].index("--preset") + 1]).exists()      # removed afterwards

@@ -1,4 +1,5 @@
 """Presets pin the paper's numbers; bad config input is one clear error line and a non-zero exit."""
+import dataclasses
 import re
 import subprocess
 
@@ -113,3 +114,40 @@ def test_cli_errors_are_one_line(args, msg, env, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and msg in lines[0], r.stderr
     assert not (tmp_path / "r" / "checkpoint.pth").exists()
+
+
+def test_resume_and_the_run_hash_use_one_list_of_keys():
+    """A key changes the run's hash exactly when a checkpoint of the old value cannot be resumed with the new
+    one (epochs excepted: a run may be continued for more epochs): both read run_identity."""
+    from pretrain.config import FIELD_NAMES, RESUME_MAY_CHANGE, RUNTIME_KEYS, resume_mismatch
+    base = load_config("tiny")
+    other = {"workers": 3, "device": "cpu", "threads": 2, "data": "/elsewhere", "dist_timeout_min": 9,
+             "knn_monitor": False, "knn_every": 2, "knn_k": 7, "knn_t": 0.5, "knn_feature": "head",
+             "knn_subset": 9, "fail_loss_frac": 0.5, "fail_below_init": True, "epochs": 9, "moco_k": 1024,
+             "moco_m": 0.5, "mechanism": "memory_bank", "seed": 1, "lr": 0.5, "schedule": [1, 2]}
+    ignored, refused = [], []
+    for k in FIELD_NAMES:
+        if k not in other:
+            continue
+        changed = dataclasses.replace(base, **{k: other[k]})
+        in_hash = config_hash(changed, 1) != config_hash(base, 1)
+        mismatch = resume_mismatch(base.to_dict(), 1, changed, 1)
+        assert mismatch == ([] if (not in_hash or k in RESUME_MAY_CHANGE) else [k]), k
+        (refused if in_hash else ignored).append(k)
+    assert set(ignored) == set(other) - {"epochs", "moco_k", "moco_m", "mechanism", "seed", "lr", "schedule"}
+    assert set(RUNTIME_KEYS) <= set(ignored) and "epochs" in refused
+
+
+def test_resume_mismatch_world_size_defaults_and_dataset_folder():
+    from pretrain.config import resume_mismatch
+    cfg = load_config("tiny")
+    assert resume_mismatch(cfg.to_dict(), 2, cfg, 1) == ["world size 2 -> 1"]
+    assert resume_mismatch(cfg.to_dict(), None, cfg, 4) == []                  # not recorded: not compared
+    saved = {k: v for k, v in cfg.to_dict().items() if k != "bank_m"}          # a key the checkpoint predates
+    saved["retired_key"] = 1                                                   # a key no longer known
+    assert resume_mismatch(saved, 1, cfg, 1) == []                             # bank_m at its default 0.5
+    assert resume_mismatch(saved, 1, dataclasses.replace(cfg, bank_m=0.9), 1) == ["bank_m"]
+    a = load_config("imagenet", {"data": "/datasets/imagenet"})
+    b = dataclasses.replace(a, data="/datasets/imagenet100")                   # another folder, another dataset
+    assert resume_mismatch(a.to_dict(), 1, b, 1) == ["dataset_path"]
+    assert config_hash(a, 1) != config_hash(b, 1)

@@ -222,7 +222,7 @@ def test_a_crashed_job_is_an_error_and_the_next_plan_retries_it(tmp_path, monkey
     def oom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
     monkeypatch.setattr(pretrain.train, "run", oom)
-    job = GridJob(grid["name"], "tiny", p.spec.overrides, str(p.run_dir), ["knn"], str(res), "sha", p.run_id)
+    job = GridJob(grid["name"], "tiny", p.cfg, str(p.run_dir), ["knn"], str(res), "sha", p.run_id)
     row = X.make_executor("debug", tmp_path / "submitit", {}).submit(job).result()
     assert row["status"] == "error" and row["error_kind"] == "oom" and "out of memory" in row["reason"]
     s = json.loads((p.run_dir / "summary.json").read_text())

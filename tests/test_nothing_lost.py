@@ -113,7 +113,7 @@ def test_a_job_whose_run_another_process_holds_waits_and_takes_its_result(tmp_pa
     _, planned = L.plan(str(gfile), "tiny", tmp_path / "runs")
     p = planned[0]
     res = str(tmp_path / "results.csv")
-    job = GridJob("t_twice", "tiny", p.spec.overrides, str(p.run_dir), p.spec.eval, res, "sha", p.run_id)
+    job = GridJob("t_twice", "tiny", p.cfg, str(p.run_dir), p.spec.eval, res, "sha", p.run_id)
     code = textwrap.dedent("""
         import pickle, sys
         job = pickle.loads(bytes.fromhex(sys.argv[1]))
@@ -129,7 +129,7 @@ def test_a_job_whose_run_another_process_holds_waits_and_takes_its_result(tmp_pa
         raise AssertionError("the second job trained the run again")
     monkeypatch.setattr(T.Trainer, "__init__", no_training)
     t = time.monotonic()
-    row = GridJob("t_twice", "tiny", p.spec.overrides, str(p.run_dir), p.spec.eval, res, "sha", p.run_id)()
+    row = GridJob("t_twice", "tiny", p.cfg, str(p.run_dir), p.spec.eval, res, "sha", p.run_id)()
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0 and out.strip() == "done", err[-2000:]
     assert row["status"] == "done" and time.monotonic() - t > 0.5

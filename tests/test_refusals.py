@@ -167,7 +167,7 @@ def test_set_shuffle_bn_off_in_the_ablation_cli(grid_env, capsys):
     """`--set shuffle_bn=off` (YAML: False) on a grid that does not sweep it: every run's shuffle_bn is 'off'."""
     assert ablations_cli.main(dry_run("table1_momentum", "--set", "shuffle_bn=off")) == 0
     _, planned = L.plan("table1_momentum", "tiny", grid_env / "runs", sets={"shuffle_bn": False}, seeds=1)
-    assert len(planned) == 5 and {p.cfg["shuffle_bn"] for p in planned} == {"off"}
+    assert len(planned) == 5 and {p.cfg.shuffle_bn for p in planned} == {"off"}
 
 
 # -- 3c. integer and float keys refuse YAML booleans -----------------------------------------------------------
@@ -200,8 +200,8 @@ def test_set_on_a_swept_key_is_refused(grid, key, grid_env, capsys):
 def test_set_of_unswept_keys_and_seed_still_work(grid_env, capsys):
     assert ablations_cli.main(dry_run("table1_momentum", "--set", "epochs=1", "--set", "knn_k=20")) == 0
     _, planned = L.plan("table1_momentum", "tiny", grid_env / "runs", sets={"epochs": 1, "seed": 3})
-    assert sorted(p.cfg["moco_m"] for p in planned) == [0.0, 0.9, 0.99, 0.999, 0.9999]
-    assert {(p.cfg["epochs"], p.cfg["seed"]) for p in planned} == {(1, 3)}
+    assert sorted(p.cfg.moco_m for p in planned) == [0.0, 0.9, 0.99, 0.999, 0.9999]
+    assert {(p.cfg.epochs, p.cfg.seed) for p in planned} == {(1, 3)}
 
 
 def test_set_of_an_unknown_key_names_it(grid_env, capsys):
