@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,7 @@ class Config:
 
 
 FIELD_NAMES = [f.name for f in fields(Config)]
+FIELD_DEFAULTS = {f.name: f.default for f in fields(Config) if f.default is not MISSING}
 
 
 def _check_keys(d: dict, where: str) -> None:
@@ -371,6 +372,11 @@ def load_config(preset: str | None = "imagenet", overrides: dict | None = None) 
     return validate(Config(**values))
 
 
+# keys added to Config after runs existed: at their default they are left out of the identity, so the run ids of
+# configs that predate them stay what they were (their run directories and results rows are still recognised)
+HASHED_WHEN_SET = ("stem_stride",)
+
+
 def run_identity(cfg: Config, world: int | None = None) -> dict:
     """What determines a run's training: the config without its runtime and evaluation keys, plus the number
     of processes (per-process batch and BN layout under ``shuffle_bn: auto``) and, for ``imagefolder``, the
@@ -379,6 +385,9 @@ def run_identity(cfg: Config, world: int | None = None) -> dict:
     d = cfg.to_dict()
     for k in RUNTIME_KEYS + EVAL_KEYS:
         d.pop(k, None)
+    for k in HASHED_WHEN_SET:
+        if d[k] == FIELD_DEFAULTS[k]:
+            del d[k]
     d["world_size"] = int(world) if world else planned_world_size()
     if cfg.dataset == "imagefolder":
         d["dataset_path"] = str(Path(cfg.data).expanduser().resolve()) if cfg.data else ""

@@ -39,6 +39,9 @@ def test_config_hash_of_existing_runs_is_unchanged():
         assert config_hash(load_config(preset, {"fail_below_init": True}), 1) == h, preset
     assert config_hash(load_config("tiny", {"seed": 1}), 1) == "9e4806b84001"
     assert "fail_below_init" in EVAL_KEYS and Config().fail_below_init is False
+    # a key added later (HASHED_WHEN_SET) leaves the hash as it was at its default, and changes it when set
+    assert config_hash(load_config("tiny", {"stem_stride": 1}), 1) == "f8b3b805044b"
+    assert config_hash(load_config("tiny", {"stem_stride": 2}), 1) not in ("f8b3b805044b", "")
 
 
 def test_fail_below_init_is_validated_as_a_bool():
