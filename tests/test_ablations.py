@@ -253,17 +253,18 @@ def test_job_refuses_a_run_whose_config_changed_since_submission(tmp_path):
 
 # -- a run is resolved once --------------------------------------------------------------------------------------
 def test_planned_run_ids_are_unchanged():
-    """Run ids computed on the code before a run was resolved once (existing run directories stay theirs):
+    """Run ids computed on 84bc967, before a run was resolved once and before stem_stride (existing run
+    directories stay theirs; 1717ffa79246 is a run of the first multi-seed tiny set):
     fig3 at tiny (seed 0, one process) and at imagenet with 8 processes."""
     _, tiny = L.plan("fig3_mechanisms", "tiny", Path("/nonexistent-runs"), seeds=1)
     ids = {p.spec.label: p.run_id for p in tiny}
     assert len(ids) == 13
-    assert ids["mechanism=moco moco_k=256 seed=0"] == "441f9e721d94"
-    assert ids["mechanism=moco moco_k=16384 seed=0"] == "a2d2cf814b4a"
-    assert ids["mechanism=memory_bank moco_k=4096 seed=0"] == "4d6747423537"
-    assert ids["mechanism=end_to_end lr_scaling=linear moco_k=512 batch_size=512 seed=0"] == "31e98e976cb1"
+    assert ids["mechanism=moco moco_k=256 seed=0"] == "51a525236ea2"
+    assert ids["mechanism=moco moco_k=16384 seed=0"] == "7dd9f51cd23f"
+    assert ids["mechanism=memory_bank moco_k=4096 seed=0"] == "1717ffa79246"
+    assert ids["mechanism=end_to_end lr_scaling=linear moco_k=512 batch_size=512 seed=0"] == "41e9046c5841"
     _, big = L.plan("fig3_mechanisms", "imagenet", Path("/nonexistent-runs"), world=8)
-    assert {p.spec.label: p.run_id for p in big}["mechanism=moco moco_k=65536 seed=0"] == "1c197dfad30d"
+    assert {p.spec.label: p.run_id for p in big}["mechanism=moco moco_k=65536 seed=0"] == "e1bfda1aa85b"
 
 
 def test_a_grid_is_resolved_once_per_run(monkeypatch):
