@@ -25,6 +25,7 @@ from ablations.grid import expand, grid_names, load_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/ helpers, any import mode
 from conftest_ablations import FAST, REPO, metrics, slurm_cluster, wait_until, write_grid  # noqa: F401
+from conftest import TINY_V1
 from pretrain.config import config_hash, load_config
 from pretrain.errors import UserError
 
@@ -62,22 +63,25 @@ def test_paper_grids_at_tiny_and_paper_scale():
     assert all(r.eval == ["knn", "lincls"] for r in fig3)
     tiny = expand(load_grid("fig3_mechanisms"), "tiny", seeds=1)
     subset = load_config("tiny").subset
-    assert max(r.overrides.get("moco_k", 0) for r in tiny) <= subset       # K > N dropped at tiny
-    ks = [256, 512, 1024, 4096, 16384, 65536]
-    assert len(tiny) == 2 * sum(k <= subset for k in ks) + 3
+    k_max = max(r.overrides.get("moco_k", 0) for r in tiny)
+    assert k_max == 4096 and 1 - (1 - 1 / subset) ** k_max < 0.19   # a bank draw of K holds its own entry: < 19 %
+    assert sorted((r.overrides["mechanism"], r.overrides["moco_k"]) for r in tiny) == [
+        ("end_to_end", 256), ("end_to_end", 1024), ("memory_bank", 256), ("memory_bank", 4096), ("moco", 256),
+        ("moco", 4096)]                                                      # the K the claims compare
     m = [r.overrides["moco_m"] for r in expand(load_grid("table1_momentum"), "tiny", seeds=1)]
-    assert m == [0.0, 0.9, 0.99, 0.999, 0.9999]
+    assert m == [0.0, 0.9, 0.99, 0.999]                  # 0.9999 cannot move the key encoder in 780 steps
     v2 = expand(load_grid("v2_table1"), "tiny", seeds=1)
     e = load_config("tiny").epochs
-    assert sorted({r.overrides["epochs"] for r in v2}) == [e, 2 * e]          # 200 -> preset, 800 -> 2x
-    assert {tuple(r.overrides["schedule"]) for r in v2 if r.overrides["epochs"] == e} == \
-        {(round(0.6 * e), round(0.8 * e))}                                    # lr steps at 120/200, 160/200
+    assert [r.overrides["epochs"] for r in v2] == [e] * 4 and not any(r.overrides["cos"] for r in v2)
+    assert {tuple(r.overrides["schedule"]) for r in v2} == {(round(0.6 * e), round(0.8 * e))}   # 120/200, 160/200
     assert all(r.overrides["moco_t"] == (0.2 if r.overrides["mlp"] else 0.07) for r in v2)
+    full = expand(load_grid("v2_table1"), "cifar10", seeds=1)
+    assert sorted({r.overrides["epochs"] for r in full}) == [200, 800]          # the cosine rows elsewhere
     # The whole tiny set: identical configs across grids are one run (same config hash).
     hashes = {config_hash(load_config("tiny", r.overrides)) for g in
               ("fig3_mechanisms", "table1_momentum", "figA1_shuffle_bn", "v2_table1")
               for r in expand(load_grid(g), "tiny", seeds=1)}
-    assert len(hashes) == len(tiny) + 4 + 2 + 6   # table1 m=0.99 and figA1's "on" runs are fig3 runs
+    assert len(hashes) == len(tiny) + 3 + 2 + 4   # table1 m=0.999 and figA1's "on" runs are fig3 runs
 
 
 def test_bad_grid_input_is_one_line_error(tmp_path):
@@ -106,10 +110,10 @@ def test_dry_run_prints_runs_and_cost_from_measured_speed(tmp_path):
                         "--executor", "slurm", "--dry-run"], cwd=REPO, env=env, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count(" todo ") == 5 * 5                 # 5 cells x the tiny preset's 5 seeds
-    assert all(f"seed={s}" in r.stdout for s in range(5))
+    assert r.stdout.count(" todo ") == 4 * 7                 # 4 cells at tiny x the tiny preset's 7 seeds
+    assert all(f"seed={s}" in r.stdout for s in range(7))
     cfg = load_config("tiny", {"moco_k": 4096})
-    hours = 25 * cfg.subset * cfg.epochs / 200.0 / 3600
+    hours = 28 * cfg.subset * cfg.epochs / 200.0 / 3600
     assert f"estimated pretraining time: {hours:.2f} h" in r.stdout
     assert not (tmp_path / "runs").exists()                 # nothing submitted, nothing written
 
@@ -256,13 +260,15 @@ def test_planned_run_ids_are_unchanged():
     """Run ids computed on 84bc967, before a run was resolved once and before stem_stride (existing run
     directories stay theirs; 1717ffa79246 is a run of the first multi-seed tiny set):
     fig3 at tiny (seed 0, one process) and at imagenet with 8 processes."""
-    _, tiny = L.plan("fig3_mechanisms", "tiny", Path("/nonexistent-runs"), seeds=1)
-    ids = {p.spec.label: p.run_id for p in tiny}
-    assert len(ids) == 13
+    _, tiny = L.plan("fig3_mechanisms", "tiny", Path("/nonexistent-runs"), seeds=1, sets=TINY_V1)
+    ids = {p.spec.label: p.run_id for p in tiny}       # the first tiny design (the preset changed in #11)
+    assert len(ids) == 6
     assert ids["mechanism=moco moco_k=256 seed=0"] == "51a525236ea2"
-    assert ids["mechanism=moco moco_k=16384 seed=0"] == "7dd9f51cd23f"
+    assert ids["mechanism=moco moco_k=4096 seed=0"] == "f8b3b805044b"
     assert ids["mechanism=memory_bank moco_k=4096 seed=0"] == "1717ffa79246"
-    assert ids["mechanism=end_to_end lr_scaling=linear moco_k=512 batch_size=512 seed=0"] == "41e9046c5841"
+    assert config_hash(load_config("tiny", {**TINY_V1, "mechanism": "end_to_end", "moco_k": 512, "batch_size": 512,
+                                            "lr_scaling": "linear", "fail_loss_frac": 1.0,
+                                            "fail_below_init": True}), 1) == "41e9046c5841"
     _, big = L.plan("fig3_mechanisms", "imagenet", Path("/nonexistent-runs"), world=8)
     assert {p.spec.label: p.run_id for p in big}["mechanism=moco moco_k=65536 seed=0"] == "e1bfda1aa85b"
 
@@ -280,7 +286,7 @@ def test_a_grid_is_resolved_once_per_run(monkeypatch):
     monkeypatch.setattr(G, "load_config", counting)
     monkeypatch.setattr("pretrain.config.load_config", lambda *a, **k: pytest.fail("resolved outside expand"))
     _, planned = L.plan("fig3_mechanisms", "tiny", Path("/nonexistent-runs"), seeds=2)
-    assert len(planned) == 26 and len(calls) == 1 + 26 and calls[0] is None       # the preset, then each run
+    assert len(planned) == 12 and len(calls) == 1 + 12 and calls[0] is None       # the preset, then each run
     e2e = [p for p in planned if p.cfg.mechanism == "end_to_end" and p.cfg.batch_size == 1024]
     assert [(p.cfg.moco_k, p.cfg.seed) for p in e2e] == [(1024, 0), (1024, 1)]
     assert all(p.cfg is p.spec.cfg and p.run_id == config_hash(p.cfg, 1) for p in planned)
@@ -311,7 +317,7 @@ def test_rows_keep_the_configured_lr_and_record_the_effective_one(tmp_path):
     e2e = {p.cfg.batch_size: base_row("fig3_mechanisms", "tiny", p.run_id, p.run_dir, p.cfg)
            for p in planned if p.cfg.mechanism == "end_to_end"}
     assert {b: (r["lr"], r["lr_effective"]) for b, r in e2e.items()} == \
-        {256: (0.06, 0.12), 512: (0.06, 0.24), 1024: (0.06, 0.48)}
+        {256: (0.06, 0.12), 1024: (0.06, 0.48)}
     moco = [base_row("g", "tiny", p.run_id, p.run_dir, p.cfg) for p in planned if p.cfg.mechanism == "moco"]
     assert {(r["lr"], r["lr_effective"]) for r in moco} == {(0.06, 0.06)}
     res = tmp_path / "results.csv"

@@ -67,7 +67,7 @@ def test_second_process_on_a_held_run_directory_is_one_error_and_touches_nothing
 
 def test_two_real_runs_on_one_output_one_trains_one_refused(tmp_path, env):
     """The user's case: two `python -m pretrain` on one --output, started 0.5 s apart."""
-    argv = [PY, "-m", "pretrain", "--preset", "tiny", *args_of(synthetic_overrides(epochs=6)),
+    argv = [PY, "-m", "pretrain", "--preset", "tiny", *args_of(synthetic_overrides(epochs=30)),
             "--output", str(tmp_path / "r"), "--no-progress"]
     a = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: rundir.owner(tmp_path / "r"), 60, "the first run to take the lock", poll_s=0.1)
@@ -76,7 +76,7 @@ def test_two_real_runs_on_one_output_one_trains_one_refused(tmp_path, env):
     assert a.returncode == 0, a_err[-2000:]
     assert b.returncode == 2 and "is in use by pid" in b.stderr and "Traceback" not in b.stderr
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert s["status"] == "done" and s["epochs_done"] == 6
+    assert s["status"] == "done" and s["epochs_done"] == 30
 
 
 def test_lock_is_reentrant_in_one_process_and_released(tmp_path):

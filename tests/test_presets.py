@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import PY, ROOT
+from conftest import PY, ROOT, TINY_V1
 from pretrain import fetch_data
-from pretrain.config import load_config
+from pretrain.config import config_hash, load_config
 from pretrain.schedule import cosine_lr, lr_at
 
 # -- cifar10 = the official demo ------------------------------------------------------------------------------
@@ -109,32 +109,30 @@ def test_cifar10_schedule_is_the_demos_adjust_learning_rate():
     assert [lr_at(step, e) for e in (0, 119, 120, 160)] == pytest.approx([0.03, 0.03, 0.003, 0.0003])
 
 
-# -- tiny keeps its recipe ------------------------------------------------------------------------------------
+# -- tiny is the piloted design --------------------------------------------------------------------------------
 
-# load_config("tiny").to_dict() before cifar10 became the demo (git HEAD 90f3789: tiny.yaml + cifar10.yaml +
-# the Config defaults of that commit), literally
-TINY_BEFORE = {
+# The tiny design chosen by the pilot of issue #11 (ablations/README.md, "The tiny design"), literally. The recipe
+# of the first tiny sets (the demo's m 0.99, crops 0.2-1, stride-1 stem, fp32, 6 epochs) is TINY_V1 (tests/conftest.py).
+TINY = {
     'dataset': 'fashion_mnist', 'data': '', 'subset': 20000, 'image_size': 28, 'augment_on': 'batched',
-    'workers': 0, 'aug_plus': False, 'arch': 'resnet18', 'cifar_stem': True, 'in_chans': 1, 'width': 16,
-    'moco_dim': 128, 'mlp': False, 'mechanism': 'moco', 'moco_k': 4096, 'moco_m': 0.99, 'moco_t': 0.1,
-    'bank_m': 0.5, 'shuffle_bn': 'auto', 'bn_splits': 8, 'epochs': 6, 'batch_size': 128, 'lr': 0.06,
-    'lr_ref_batch': 128, 'lr_scaling': 'linear', 'momentum': 0.9, 'weight_decay': 0.0005, 'schedule': [120, 160],
-    'cos': True, 'knn_every': 3, 'knn_k': 200, 'knn_t': 0.1, 'knn_feature': 'backbone', 'knn_subset': 0,
-    'seed': 0, 'device': 'auto', 'threads': 0, 'max_steps': 0, 'fail_on_nan': True, 'fail_loss_frac': 0.0,
+    'workers': 0, 'aug_plus': False, 'crop_scale_min': 0.85, 'blur': True, 'arch': 'resnet18', 'cifar_stem': True,
+    'stem_stride': 2, 'in_chans': 1, 'width': 16, 'moco_dim': 128, 'mlp': False, 'mechanism': 'moco',
+    'moco_k': 4096, 'moco_m': 0.999, 'moco_t': 0.1, 'bank_m': 0.5, 'shuffle_bn': 'auto', 'bn_splits': 8,
+    'epochs': 5, 'batch_size': 128, 'lr': 0.06, 'lr_ref_batch': 128, 'lr_scaling': 'linear', 'momentum': 0.9,
+    'weight_decay': 0.0005, 'schedule': [120, 160], 'cos': True, 'cos_first_epoch': 0, 'precision': 'bf16',
+    'channels_last': True, 'knn_monitor': True, 'knn_every': 0, 'knn_k': 200, 'knn_t': 0.1,
+    'knn_feature': 'backbone', 'knn_subset': 0, 'seed': 0, 'device': 'auto', 'threads': 0,
+    'dist_timeout_min': 60, 'max_steps': 0, 'fail_on_nan': True, 'fail_loss_frac': 0.0, 'fail_below_init': False,
 }
-# the keys added since, at the values that reproduce what the code did then: v1 crops 0.2-1 (the blur flag
-# only matters with aug_plus), the cosine from epoch 0, the kNN monitor on, fp32, contiguous tensors
-TINY_NEW_KEYS = {'crop_scale_min': 0.2, 'blur': True, 'cos_first_epoch': 0, 'knn_monitor': True,
-                 'precision': 'fp32', 'channels_last': False}
 
 
-def test_tiny_keeps_todays_recipe():
-    d = load_config("tiny").to_dict()
-    assert {k: d[k] for k in TINY_BEFORE} == TINY_BEFORE
-    assert {k: d[k] for k in TINY_NEW_KEYS} == TINY_NEW_KEYS
+def test_tiny_is_the_piloted_design():
+    assert load_config("tiny").to_dict() == TINY
+    old = load_config("tiny", TINY_V1)
+    assert config_hash(old, 1) == "f8b3b805044b"        # the first set's default run (fig3 MoCo K = 4096, seed 0)
     c = load_config("tiny")
-    assert [lr_at(c, e) for e in range(6)] == pytest.approx(
-        [0.06 * 0.5 * (1 + math.cos(math.pi * e / 6)) for e in range(6)])
+    assert [lr_at(c, e) for e in range(c.epochs)] == pytest.approx(
+        [0.06 * 0.5 * (1 + math.cos(math.pi * e / 5)) for e in range(5)])
 
 
 def test_imagenet_presets_have_no_knn_monitor_visibly():

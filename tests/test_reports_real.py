@@ -19,12 +19,12 @@ def test_report_from_a_real_tiny_grid(tmp_path, env):
     assert r.returncode == 0, r.stderr[-3000:]
     table = pd.read_csv(tmp_path / "results.csv")
     mom = table[table["grid"] == "table1_momentum"]
-    assert sorted(mom["moco_m"].tolist()) == [0.0, 0.9, 0.99, 0.999, 0.9999]
+    assert sorted(mom["moco_m"].tolist()) == [0.0, 0.9, 0.99, 0.999]        # tiny drops m = 0.9999 (grid file)
     assert set(mom["status"]) <= {"done", "diverged", "not_converged"}
     # 6 steps: the declared m = 0 criterion (final kNN below the same network at random init) may fire on any of
     # them; a not_converged run is a result with its kNN, its init kNN and its linear protocol
     finite = mom[mom["status"] != "diverged"]
-    assert len(finite) >= 4 and finite["knn_acc"].between(0, 100).all() and finite["lincls_acc1"].notna().all()
+    assert len(finite) >= 3 and finite["knn_acc"].between(0, 100).all() and finite["lincls_acc1"].notna().all()
     assert finite["knn_init"].between(0, 100).all()
     below = finite["knn_acc"] < finite["knn_init"]
     assert ((finite["status"] == "not_converged") | ~below).all()         # below init -> not_converged
@@ -42,6 +42,7 @@ def test_report_from_a_real_tiny_grid(tmp_path, env):
     notes = verdicts.set_index("key")["notes"]
     assert "single seed: indicative only" in notes["momentum_helps"]
     assert verdict["mlp_aug"] == "not run" and verdict["moco_ge_bank"] == "not run"
+    assert verdict["momentum_saturates"] == "not run"     # no m = 0.9999 at tiny: not judged at this scale
     html = (out / "index.html").read_text()
     for i, rid in enumerate(mom["run_id"]):
         assert str(rid) in html or str(mom["run_dir"].iloc[i]) in html

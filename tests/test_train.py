@@ -158,6 +158,24 @@ def test_resume_refuses_another_config(tmp_path):
         run(other, tmp_path, progress=False)
 
 
+def test_bf16_and_fp32_tiny_runs_on_fashion_mnist_agree_within_seed_noise(tmp_path):
+    """The same short tiny run on real Fashion-MNIST (4096 images, 2 epochs, seed 0) in fp32 and in bf16 +
+    channels_last: both learn (kNN above the same network at random init) and their kNN differ by less than the
+    seed noise of this config, 1.9 points (kNN sd over seeds 0-4 in fp32, measured for issue #11; bf16 - fp32 per
+    seed was +0.39, +0.46, -0.20, +0.66, -1.38). The loss is no criterion here: it rises from epoch 1 to 2 in
+    both precisions, as the queue fills with real keys instead of its random initial ones."""
+    over = dict(subset=4096, epochs=2, knn_subset=0, threads=1, fail_below_init=True)
+    f = run(load_config("tiny", {**over, "precision": "fp32", "channels_last": False}), tmp_path / "f",
+            progress=False)
+    b = run(load_config("tiny", {**over, "precision": "bf16", "channels_last": True}), tmp_path / "b",
+            progress=False)
+    print(f"kNN fp32 {f['knn_acc']:.2f}, bf16 {b['knn_acc']:.2f} (random init {f['knn_init']:.2f})")
+    assert f["status"] == b["status"] == "done"
+    assert f["knn_acc"] > f["knn_init"] and b["knn_acc"] > b["knn_init"]
+    assert abs(b["knn_acc"] - f["knn_acc"]) < 1.9
+    assert f["loss"] < f["chance_loss"] and b["loss"] < b["chance_loss"]
+
+
 def test_tiny_on_fashion_mnist_beats_random_init(tmp_path):
     """A short tiny run on real Fashion-MNIST: its kNN accuracy beats the same network at random init."""
     from pretrain.encoder import encoder_for

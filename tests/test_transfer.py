@@ -58,7 +58,7 @@ def moco_ckpt(tmp_path_factory):
     """A real R50 MoCo checkpoint written by the pretrainer CLI (1 epoch, 32 synthetic images)."""
     out = tmp_path_factory.mktemp("pretrain") / "run"
     r = _cli("pretrain", "--preset", "tiny", "--dataset", "synthetic", "--arch", "resnet50",
-             "--no-cifar-stem", "--in-chans", "3", "--width", "64", "--image-size", "64",
+             "--no-cifar-stem", "--stem-stride", "1", "--in-chans", "3", "--width", "64", "--image-size", "64",
              "--epochs", "1", "--subset", "32", "--batch-size", "8", "--bn-splits", "2",
              "--moco-k", "16", "--knn-every", "0", "--no-progress", "--output", str(out))
     assert r.returncode == 0, r.stderr[-3000:]

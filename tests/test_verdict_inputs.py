@@ -15,7 +15,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/ helpers, any import mode
-from conftest import synthetic_overrides  # noqa: E402
+from conftest import TINY_V1, synthetic_overrides  # noqa: E402
 from conftest_ablations import REPO, write_grid  # noqa: E402
 
 from ablations import launcher as L  # noqa: E402
@@ -25,6 +25,7 @@ from pretrain import status as S  # noqa: E402
 from pretrain.config import EVAL_KEYS, Config, config_hash, load_config, validate  # noqa: E402
 from pretrain.errors import UserError  # noqa: E402
 from pretrain.train import not_converged, run  # noqa: E402
+from reports.stats import seeds_needed  # noqa: E402
 
 FAST = synthetic_overrides(epochs=1, max_steps=2, threads=1)
 
@@ -35,13 +36,14 @@ def test_config_hash_of_existing_runs_is_unchanged():
     pinned = {"tiny": "f8b3b805044b", "cifar10": "f502b7c0504a", "imagenet": "7ab6ab5955c2",
               "imagenet-v2": "39d158bcc685"}
     for preset, h in pinned.items():
-        assert config_hash(load_config(preset), 1) == h, preset
-        assert config_hash(load_config(preset, {"fail_below_init": True}), 1) == h, preset
-    assert config_hash(load_config("tiny", {"seed": 1}), 1) == "9e4806b84001"
+        v1 = TINY_V1 if preset == "tiny" else {}          # tiny: the recipe of those runs (the preset changed in #11)
+        assert config_hash(load_config(preset, v1), 1) == h, preset
+        assert config_hash(load_config(preset, {**v1, "fail_below_init": True}), 1) == h, preset
+    assert config_hash(load_config("tiny", {**TINY_V1, "seed": 1}), 1) == "9e4806b84001"
     assert "fail_below_init" in EVAL_KEYS and Config().fail_below_init is False
     # a key added later (HASHED_WHEN_SET) leaves the hash as it was at its default, and changes it when set
-    assert config_hash(load_config("tiny", {"stem_stride": 1}), 1) == "f8b3b805044b"
-    assert config_hash(load_config("tiny", {"stem_stride": 2}), 1) not in ("f8b3b805044b", "")
+    assert config_hash(load_config("tiny", {**TINY_V1, "stem_stride": 1}), 1) == "f8b3b805044b"
+    assert config_hash(load_config("tiny", {**TINY_V1, "stem_stride": 2}), 1) not in ("f8b3b805044b", "")
 
 
 def test_fail_below_init_is_validated_as_a_bool():
@@ -190,12 +192,14 @@ def test_every_grid_declares_both_criteria():
 
 # -- seeds as a grid axis ----------------------------------------------------------------------------------------
 def test_seed_axis_defaults_and_precedence(tmp_path):
-    assert SEED_DEFAULTS == {"tiny": 5, "cifar10": 3}
+    assert SEED_DEFAULTS == {"tiny": 7, "cifar10": 3}
+    # tiny's 7: the fewest with which a 4-part claim (mlp_aug, shuffle_bn) can pass Holm's strictest threshold
+    assert SEED_DEFAULTS["tiny"] == seeds_needed("paired", parts=4) == 7 and seeds_needed("paired", parts=2) == 6
     g = load_grid("table1_momentum")
-    assert resolve_seeds(g, "tiny") == 5 and resolve_seeds(g, "cifar10") == 3 and resolve_seeds(g, "imagenet") == 1
+    assert resolve_seeds(g, "tiny") == 7 and resolve_seeds(g, "cifar10") == 3 and resolve_seeds(g, "imagenet") == 1
     runs = expand(g, "tiny")
-    assert len(runs) == 25 and [r.overrides["seed"] for r in runs[:5]] == [0] * 5       # seed-major
-    assert sorted({r.overrides["seed"] for r in runs}) == [0, 1, 2, 3, 4]
+    assert len(runs) == 28 and [r.overrides["seed"] for r in runs[:4]] == [0] * 4       # seed-major
+    assert sorted({r.overrides["seed"] for r in runs}) == list(range(7))
     assert all(r.label.endswith(f"seed={r.overrides['seed']}") for r in runs)
     f = tmp_path / "g.yaml"
     f.write_text(yaml.safe_dump({"name": "t", "sweep": [{"moco_m": [0.9, 0.99]}, {"moco_m": 0.5, "seed": 7}],
@@ -225,7 +229,7 @@ def test_seeds_get_their_own_run_ids_and_seed_0_is_the_run_without_a_seed(tmp_pa
     _, s3 = L.plan(str(gfile), "tiny", tmp_path / "runs", sets={"seed": 3})
     assert len(s3) == 1 and s3[0].spec.overrides["seed"] == 3
     _, default = L.plan(str(gfile), "tiny", tmp_path / "runs")
-    assert len(default) == 5                                 # tiny's default
+    assert len(default) == 7                                 # tiny's default
     with pytest.raises(UserError, match="--set seed=1 runs exactly that seed and --seeds 2"):
         L.plan(str(gfile), "tiny", tmp_path / "runs", sets={"seed": 1}, seeds=2)
 
