@@ -1,5 +1,6 @@
 """The cost estimate of a grid's runs to do (``ablations run --dry-run``): images to process / images per
-second, from finished runs of the same preset, else a few steps of ``pretrain.bench``, else "unknown"."""
+second, from finished runs of the same preset and design (:data:`SPEED_KEYS`), else a few steps of
+``pretrain.bench``, else finished runs of another design, else "unknown"."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pretrain.config import Config, save_yaml
+import pandas as pd
+import yaml
+
+from pretrain.config import FIELD_DEFAULTS, Config, save_yaml
 
 from . import results
 from .launcher import REEVAL_NOTE, REPO, Planned
@@ -18,6 +22,34 @@ DATASET_SIZES = {"imagefolder": 1281167, "cifar10": 50000, "cifar100": 50000, "s
                  "fashion_mnist": 60000, "synthetic": 512}
 # ImageNet subsets by preset (the dataset is an ImageNet folder either way)
 PRESET_SIZES = {"imagenet100": 126689}
+
+
+# what a run's images/s depends on: a finished run's speed estimates a planned run's only where these agree
+# (the tiny preset's design changed in #11: stride-1 fp32 runs are 4x slower than today's)
+SPEED_KEYS = ("mechanism", "dataset", "arch", "width", "cifar_stem", "stem_stride", "image_size", "in_chans", "mlp",
+              "precision", "channels_last", "batch_size", "augment_on", "device")
+
+
+def speed_key(cfg: dict) -> tuple:
+    """The design of a run as far as its images/s goes (:data:`SPEED_KEYS`; a key a config predates: default)."""
+    return tuple(cfg.get(k, FIELD_DEFAULTS[k]) for k in SPEED_KEYS)
+
+
+def finished_speeds(done) -> dict[tuple, list[float]]:
+    """images/s of finished rows by :func:`speed_key` of their run directory's config.yaml (rows whose
+    directory or config is gone are left out)."""
+    out: dict[tuple, list[float]] = {}
+    for run_dir, ips in zip(done["run_dir"].astype(str), done["images_per_s"]):
+        path = Path(run_dir) / "config.yaml"
+        if ips != ips or not path.is_file():               # NaN speed, or no config to tell its design
+            continue
+        try:
+            cfg = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(cfg, dict):
+            out.setdefault(speed_key(cfg), []).append(float(ips))
+    return out
 
 
 def bench_images_per_s(cfg: Config, steps: int = 5, timeout_s: float = 900) -> float | None:
@@ -38,15 +70,18 @@ def bench_images_per_s(cfg: Config, steps: int = 5, timeout_s: float = 900) -> f
 
 def estimate(planned: list[Planned], preset: str, results_path=None, params: dict | None = None,
              bench: bool = True, benched: dict | None = None) -> list[str]:
-    """Estimated cost of the runs to do, from measured images/s: finished rows of the same preset (same
-    mechanism first), else (``bench``) a few steps of ``pretrain.bench`` per mechanism, else "unknown" (never
-    a made-up 0 h). ``benched``: the caller's mechanism -> images/s measured so far (one bench per mechanism
-    over several grids)."""
+    """Estimated cost of the runs to do, from measured images/s: finished rows of the same preset and design
+    (:func:`speed_key`), else (``bench``) a few steps of ``pretrain.bench`` per design, else finished rows of
+    another design (same mechanism first; the head line says for how many runs), else "unknown" (never a
+    made-up 0 h). ``benched``: the caller's design -> images/s measured so far (one bench per design over
+    several grids)."""
     params = params or {}
     df = results.read(results_path)
     done = df[(df["preset"].astype(str) == preset) & (df["status"] == "done")]
     ips_all = done["images_per_s"].dropna().astype(float)
+    speeds = finished_speeds(done)
     benched = {} if benched is None else benched
+    matched = other = 0
     lines, total_s, unknown = [], 0.0, 0
     for p in planned:
         if p.state != "todo":
@@ -55,13 +90,18 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
             lines.append(f"  {p.run_id}  {p.spec.label:60s} {'re-evaluation only':>12s}  ~    0 min (kNN)")
             continue
         c = p.cfg
-        same = done[done["mechanism"].astype(str) == c.mechanism]["images_per_s"].dropna().astype(float)
-        ips = float(same.median()) if len(same) else (float(ips_all.median()) if len(ips_all) else None)
+        key = speed_key(c.to_dict())
+        ips = float(pd.Series(speeds[key]).median()) if key in speeds else None
+        matched += ips is not None
         if ips is None and bench:
-            if c.mechanism not in benched:
+            if key not in benched:
                 print(f"measuring images/s of {c.mechanism} with pretrain.bench ...", file=sys.stderr, flush=True)
-                benched[c.mechanism] = bench_images_per_s(c)
-            ips = benched[c.mechanism]
+                benched[key] = bench_images_per_s(c)
+            ips = benched[key]
+        if ips is None:                       # another design's speed: better than nothing, said in the head line
+            same = done[done["mechanism"].astype(str) == c.mechanism]["images_per_s"].dropna().astype(float)
+            ips = float(same.median()) if len(same) else (float(ips_all.median()) if len(ips_all) else None)
+            other += ips is not None
         n = c.subset or PRESET_SIZES.get(Path(preset).stem) or DATASET_SIZES.get(c.dataset, 0)
         per_epoch = min(n, c.max_steps * c.batch_size) if c.max_steps else n
         images = per_epoch * c.epochs
@@ -84,7 +124,8 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
                  + (f" ({unknown} run(s) without a measured images/s: "
                     + ("pretrain.bench failed; " if bench else "")
                     + f"run one first, or `python -m pretrain.bench --preset {preset}`)" if unknown else "")
-                 + (f" (images/s: median of {len(ips_all)} finished {preset} run(s))" if len(ips_all) else "")
-                 + (f" (images/s measured now: {', '.join(f'{k} {v:.0f}' for k, v in benched.items() if v)})"
-                    if benched else ""))
+                 + (f" (images/s: finished {preset} runs of the same design for {matched} run(s))" if matched else "")
+                 + (f" (images/s measured now: {', '.join(f'{k[0]} {v:.0f}' for k, v in benched.items() if v)})"
+                    if benched else "")
+                 + (f" (images/s of finished runs of another design for {other} run(s): a rough guess)" if other else ""))
     return lines

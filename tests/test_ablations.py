@@ -102,9 +102,18 @@ def test_bad_grid_input_is_one_line_error(tmp_path):
 
 
 def test_dry_run_prints_runs_and_cost_from_measured_speed(tmp_path):
+    """The estimate takes the images/s of finished runs of the same design (their run directory's config):
+    a run of the first tiny design (stride-1 stem, fp32: 4x slower) is not used for today's."""
+    from pretrain.config import save_yaml
     res = tmp_path / "results.csv"
-    results.upsert([{"grid": "x", "run_id": "a" * 12, "preset": "tiny", "status": "done", "mechanism": "moco",
-                     "images_per_s": 200.0}], res)
+    rows = []
+    for rid, over, ips in (("a" * 12, {}, 200.0), ("b" * 12, TINY_V1, 50.0)):
+        d = tmp_path / "done" / rid
+        d.mkdir(parents=True)
+        save_yaml(load_config("tiny", {**over, "moco_k": 4096}), d / "config.yaml")
+        rows.append({"grid": "x", "run_id": rid, "preset": "tiny", "status": "done", "mechanism": "moco",
+                     "run_dir": str(d), "images_per_s": ips})
+    results.upsert(rows, res)
     env = {**os.environ, "MOCOBENCH_RESULTS": str(res), "MOCOBENCH_RUNS": str(tmp_path / "runs")}
     r = subprocess.run([sys.executable, "-m", "ablations", "run", "table1_momentum", "--preset", "tiny",
                         "--executor", "slurm", "--dry-run"], cwd=REPO, env=env, capture_output=True, text=True,
@@ -115,6 +124,7 @@ def test_dry_run_prints_runs_and_cost_from_measured_speed(tmp_path):
     cfg = load_config("tiny", {"moco_k": 4096})
     hours = 28 * cfg.subset * cfg.epochs / 200.0 / 3600
     assert f"estimated pretraining time: {hours:.2f} h" in r.stdout
+    assert "finished tiny runs of the same design for 28 run(s)" in r.stdout and "another design" not in r.stdout
     assert not (tmp_path / "runs").exists()                 # nothing submitted, nothing written
 
 
@@ -351,3 +361,21 @@ def test_the_cost_estimate_benches_the_resolved_config(tmp_path, monkeypatch):
     assert seen["argv"][1:3] == ["-m", "pretrain.bench"] and "--mechanism" not in seen["argv"]
     assert seen["cfg"] == cfg and seen["cfg"].moco_k == 64 and seen["cfg"].shuffle_bn == "off"
     assert not Path(seen["argv"][seen["argv"].index("--preset") + 1]).exists()      # removed afterwards
+
+
+def test_cost_estimate_falls_back_to_another_design_and_says_so(tmp_path):
+    """No finished run of the planned design and no bench: another design's images/s, labelled a rough guess."""
+    from ablations import cost
+    from pretrain.config import save_yaml
+    d = tmp_path / "old"
+    d.mkdir()
+    save_yaml(load_config("tiny", {**TINY_V1, "moco_k": 4096}), d / "config.yaml")
+    res = tmp_path / "results.csv"
+    results.upsert([{"grid": "x", "run_id": "b" * 12, "preset": "tiny", "status": "done", "mechanism": "moco",
+                     "run_dir": str(d), "images_per_s": 50.0}], res)
+    _, planned = L.plan("table1_momentum", "tiny", tmp_path / "runs", seeds=1)
+    head = cost.estimate(planned, "tiny", res, bench=False)[-1]
+    cfg = load_config("tiny")
+    assert f"{4 * cfg.subset * cfg.epochs / 50.0 / 3600:.2f} h serial wall" in head
+    assert "another design for 4 run(s): a rough guess" in head and "same design" not in head
+    assert cost.speed_key(load_config("tiny").to_dict()) != cost.speed_key(load_config("tiny", TINY_V1).to_dict())
