@@ -54,10 +54,12 @@ reproduce-table: $(VENV)/.installed
 	$(PY) -m ablations run all --preset $(PRESET) --executor $(EXECUTOR) $(SEEDS_ARG) \
 	  $(if $(filter local,$(EXECUTOR)),$(LOCAL_ARGS)) $(ABLATIONS_ARGS)
 	$(PY) -m ablations baselines --preset $(PRESET) $(SEEDS_ARG)
-	$(MAKE) report
+	$(MAKE) report RESULTS=
 
+# RESULTS=reports/reference/tiny/results.csv: the committed reference set's report, without training
+RESULTS ?=
 report: $(VENV)/.installed
-	$(PY) -m reports
+	$(PY) -m reports $(if $(RESULTS),--results $(RESULTS))
 
 slurm-up:
 	bash ablations/slurm/cluster.sh up

@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         if not args.dry_run:
             from . import results
             results.check_writable()        # before any run: a table that cannot be written loses results
-        rc, planned_ids, benched = 0, set(), {}
+        rc, planned_ids, benched, totals = 0, set(), {}, []
         for gname in grids:
             grid, planned = L.plan(gname, args.preset, args.runs_dir, sets, retry_failed=args.retry_failed,
                                    world=world, seeds=args.seeds)
@@ -130,7 +130,8 @@ def main(argv=None) -> int:
             print(L.format_table(grid, args.preset, planned))
             todo = sum(p.state == "todo" for p in planned)
             if args.dry_run:
-                print("\n".join(cost.estimate(planned, args.preset, params=params, bench=args.bench, benched=benched)))
+                print("\n".join(cost.estimate(planned, args.preset, params=params, bench=args.bench, benched=benched,
+                                               totals=totals)))
                 continue
             SUB.record_existing(grid, args.preset, planned)
             if not todo:
@@ -156,6 +157,10 @@ def main(argv=None) -> int:
                   f"not_converged (results, with their reasons), {errors} error(s) (no result: rerun to retry "
                   f"them)")
             rc = rc or (1 if errors else 0)
+        if args.dry_run and len(totals) > 1:
+            t = sum(totals)
+            print(f"all {len(totals)} grids: estimated pretraining time {t / 3600:.2f} h serial wall"
+                  + cost.parallel_note(t, params))
         return rc
     except UserError as e:
         return report(e)

@@ -69,12 +69,13 @@ def bench_images_per_s(cfg: Config, steps: int = 5, timeout_s: float = 900) -> f
 
 
 def estimate(planned: list[Planned], preset: str, results_path=None, params: dict | None = None,
-             bench: bool = True, benched: dict | None = None) -> list[str]:
+             bench: bool = True, benched: dict | None = None, totals: list | None = None) -> list[str]:
     """Estimated cost of the runs to do, from measured images/s: finished rows of the same preset and design
     (:func:`speed_key`), else (``bench``) a few steps of ``pretrain.bench`` per design, else finished rows of
     another design (same mechanism first; the head line says for how many runs), else "unknown" (never a
     made-up 0 h). ``benched``: the caller's design -> images/s measured so far (one bench per design over
-    several grids)."""
+    several grids); ``totals``: the caller's list, to which the estimated seconds are appended (a total over
+    grids). With ``params["parallel"]`` = n > 1 (local executor) the head line also gives the serial wall / n."""
     params = params or {}
     df = results.read(results_path)
     done = df[(df["preset"].astype(str) == preset) & (df["status"] == "done")]
@@ -119,7 +120,7 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
         head = "estimated pretraining time: unknown"
     else:
         head = (f"estimated pretraining time: {'at least ' if unknown else ''}{total_s / 3600:.2f} h serial wall, "
-                f"{total_s * devices / 3600:.2f} {unit}-hours")
+                f"{total_s * devices / 3600:.2f} {unit}-hours" + parallel_note(total_s, params))
     lines.append(head
                  + (f" ({unknown} run(s) without a measured images/s: "
                     + ("pretrain.bench failed; " if bench else "")
@@ -127,5 +128,14 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
                  + (f" (images/s: finished {preset} runs of the same design for {matched} run(s))" if matched else "")
                  + (f" (images/s measured now: {', '.join(f'{k[0]} {v:.0f}' for k, v in benched.items() if v)})"
                     if benched else "")
-                 + (f" (images/s of finished runs of another design for {other} run(s): a rough guess)" if other else ""))
+                 + (f" (images/s of finished runs of another design for {other} run(s): a rough guess)" if other else "")
+                 + " (pretraining only: kNN, linear protocol and process start come on top)")
+    if totals is not None:
+        totals.append(total_s)
     return lines
+
+
+def parallel_note(total_s: float, params: dict) -> str:
+    """``", ~X h with n runs at a time"`` for the local executor's ``--parallel n`` > 1, else ``""``."""
+    n = params.get("parallel") or 1
+    return f", ~{total_s / n / 3600:.2f} h with {n} runs at a time" if n > 1 else ""

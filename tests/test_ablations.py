@@ -378,4 +378,10 @@ def test_cost_estimate_falls_back_to_another_design_and_says_so(tmp_path):
     cfg = load_config("tiny")
     assert f"{4 * cfg.subset * cfg.epochs / 50.0 / 3600:.2f} h serial wall" in head
     assert "another design for 4 run(s): a rough guess" in head and "same design" not in head
+    # --parallel 2 (local): the serial wall halved, and the caller's total over grids
+    totals = []
+    head2 = cost.estimate(planned, "tiny", res, params={"parallel": 2}, bench=False, totals=totals)[-1]
+    serial = 4 * cfg.subset * cfg.epochs / 50.0
+    assert totals == [serial] and f"~{serial / 2 / 3600:.2f} h with 2 runs at a time" in head2
+    assert "runs at a time" not in head and "pretraining only" in head
     assert cost.speed_key(load_config("tiny").to_dict()) != cost.speed_key(load_config("tiny", TINY_V1).to_dict())
