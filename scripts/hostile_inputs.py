@@ -11,6 +11,7 @@ codes, the last stderr line, whether a Python traceback reached the user, and wh
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -20,52 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-PY = sys.executable
-SHORT = ["--preset", "tiny", "--epochs", "1", "--max-steps", "2", "--subset", "512", "--moco-k", "256",
-         "--knn-subset", "256", "--threads", "1", "--no-progress"]
-LONG = ["--preset", "tiny", "--epochs", "2", "--max-steps", "40", "--subset", "4096", "--moco-k", "256",
-        "--knn-subset", "256", "--threads", "1", "--no-progress"]
-
-
-class Ctx:
-    def __init__(self, repo: Path, tmp: Path):
-        self.repo, self.tmp = repo, tmp
-        self.env = {**os.environ, "MOCOBENCH_RUNS": str(tmp / "runs"), "MOCOBENCH_RESULTS": str(tmp / "results.csv"),
-                    "MOCOBENCH_SUBMITIT": str(tmp / "submitit"), "PYTHONWARNINGS": "ignore"}
-
-    def run(self, argv, env=None, timeout=600):
-        return subprocess.run([PY, *argv], cwd=self.repo, env={**self.env, **(env or {})}, capture_output=True,
-                              text=True, timeout=timeout)
-
-    def start(self, argv, env=None):
-        return subprocess.Popen([PY, *argv], cwd=self.repo, env={**self.env, **(env or {})},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _last(stderr: str) -> str:
-    lines = [ln for ln in stderr.strip().splitlines() if ln.strip() and "Warning" not in ln]
-    return lines[-1].strip()[:160] if lines else ""
-
-
-def _res(procs, check: str = "") -> dict:
-    procs = procs if isinstance(procs, list) else [procs]
-    return {"exit": ",".join(str(p.returncode) for p in procs),
-            "stderr": " || ".join(_last(p.stderr) for p in procs if _last(p.stderr)),
-            "traceback": any("Traceback (most recent call last)" in p.stderr for p in procs), "check": check}
-
-
-def _popen_res(procs, check=""):
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=600)
-        outs.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    return _res(outs, check)
-
-
-def _short_run(c: Ctx, out: Path, extra=()):
-    r = c.run(["-m", "pretrain", *SHORT, *extra, "--output", str(out)])
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hostile_common import LONG, PY, SHORT, Ctx, _popen_res, _res, _short_run  # noqa: E402
 
 
 # --- cases ---------------------------------------------------------------------------------------------------
@@ -254,6 +211,14 @@ CASES = {f.__name__: f for f in (two_owners, refused_resume, dry_run_retry, resu
                                  moco_t_inf, k_above_n_queue, k_above_n_bank, output_is_file, output_readonly,
                                  ckpt_without_rng, truncated_summary, binary_preset, yaml_off, yaml_bool_int,
                                  yaml_duplicate, set_swept_key, set_subset_drop_k)}
+
+# the cases of each area (scripts/hostile_<area>.py, each with its own CASES dict), after this file's own
+for _mod in sorted(Path(__file__).resolve().parent.glob("hostile_*.py")):
+    if _mod.stem not in ("hostile_common", "hostile_inputs"):
+        _cases = importlib.import_module(_mod.stem).CASES
+        if set(_cases) & set(CASES):
+            raise SystemExit(f"{_mod.name}: case names already taken: {sorted(set(_cases) & set(CASES))}")
+        CASES.update(_cases)
 
 
 def main(argv=None) -> int:
