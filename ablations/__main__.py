@@ -23,20 +23,44 @@ import sys
 
 import yaml
 
-from pretrain.errors import UserError, report
+from pretrain.errors import UserError, cli, report
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the suite's one error line: a bad flag or value is ``error: ...`` and exit code 2 (not
+    argparse's usage block)."""
+
+    def error(self, message):
+        sys.exit(report(UserError(f"{self.prog}: {message}")))
 
 
 def _kv(s: str):
+    """``--set KEY=VALUE``: VALUE read as YAML (``0.9``, ``[120, 160]``, ``off``); malformed YAML is refused."""
     if "=" not in s:
         raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {s!r}")
     k, v = s.split("=", 1)
-    return k.strip(), yaml.safe_load(v)
+    try:
+        return k.strip(), yaml.safe_load(v)
+    except yaml.YAMLError as e:
+        what = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise argparse.ArgumentTypeError(f"--set {k.strip()}: {v!r} is not a YAML value ({what}); quote it or "
+                                         f"close its brackets") from None
+
+
+def _minutes(s: str) -> float:
+    """``--max-wait-min``: a number of minutes > 0 (``inf``: no bound)."""
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {s!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 minutes, got {s}")
+    return v
 
 
 def parse(argv=None):
     from .executors import EXECUTORS, PARAMS
-    p = argparse.ArgumentParser(prog="python -m ablations", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="python -m ablations", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="submit the runs of a grid that are not finished, and wait for them")
     s = sub.add_parser("status", help="progress of a grid's runs")
@@ -66,7 +90,7 @@ def parse(argv=None):
     r.add_argument("--retry-failed", action="store_true",
                    help="run diverged and not_converged runs again (error runs are always retried)")
     r.add_argument("--no-wait", action="store_true", help="slurm: submit and return (follow with `status`)")
-    r.add_argument("--max-wait-min", type=float, default=24 * 60, help="bound on the wait (default 24 h)")
+    r.add_argument("--max-wait-min", type=_minutes, default=24 * 60, help="bound on the wait (default 24 h)")
     helps = {"time": "minutes per job (requeued on timeout)", "parallel": "local executor: runs at a time (default 1)",
              "ntasks_per_node": "default: gpus-per-node (one task per GPU, DDP)"}
     for q in (r, s):     # status needs them too: the processes per run are part of each run's identity
@@ -77,6 +101,7 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
+@cli
 def main(argv=None) -> int:
     args = parse(argv)
     try:
@@ -109,6 +134,7 @@ def main(argv=None) -> int:
         L.check_seed_args(sets, args.seeds)
         params = X.load_profile(args.profile)
         params.update({k: getattr(args, k) for k in X.PARAMS if getattr(args, k) is not None})
+        X.check_params(params)
         world = X.launch_world(params)
         if args.cmd == "status":
             for gname in grids:
@@ -118,6 +144,7 @@ def main(argv=None) -> int:
         if not args.dry_run:
             from . import results
             results.check_writable()        # before any run: a table that cannot be written loses results
+            X.submitit_base()                # and a log folder that cannot be made ($MOCOBENCH_SUBMITIT)
         rc, planned_ids, benched, totals = 0, set(), {}, []
         for gname in grids:
             grid, planned = L.plan(gname, args.preset, args.runs_dir, sets, retry_failed=args.retry_failed,
@@ -164,8 +191,10 @@ def main(argv=None) -> int:
         return rc
     except UserError as e:
         return report(e)
-    except KeyboardInterrupt:
-        print("interrupted: finished runs are kept; rerun to continue the others", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        # submission.Interrupted says what became of each run; a Ctrl-C anywhere else interrupted no job
+        print(f"interrupted: {e}" if str(e) else "interrupted: finished runs are kept; rerun to continue the others",
+              file=sys.stderr)
         return 130
 
 

@@ -14,6 +14,8 @@ import submitit
 from pretrain.config import read_yaml_mapping
 from pretrain.errors import UserError
 
+from .envpaths import env_path
+
 REPO = Path(__file__).resolve().parent.parent
 EXECUTORS = ("slurm", "local", "debug", "auto")
 # SLURM/launch parameters: flag / profile key -> type.
@@ -22,6 +24,25 @@ EXECUTORS = ("slurm", "local", "debug", "auto")
 PARAMS = {"partition": str, "nodes": int, "gpus_per_node": int, "ntasks_per_node": int, "cpus_per_task": int,
           "time": int, "mem_gb": float, "constraint": str, "account": str, "qos": str,
           "array_parallelism": int, "parallel": int, "signal_delay_s": int}
+
+
+# the smallest value of each numeric parameter (0 GPUs: a CPU job; everything else counts something)
+MINIMUM = {"nodes": 1, "gpus_per_node": 0, "ntasks_per_node": 1, "cpus_per_task": 1, "time": 1, "mem_gb": 0.001,
+           "array_parallelism": 1, "parallel": 1, "signal_delay_s": 0}
+
+
+def check_params(params: dict) -> dict:
+    """The launch parameters (profile and flags merged), each checked once: a count below its minimum
+    (:data:`MINIMUM`: ``--parallel 0``, a negative time) or a memory that is not a finite number is one
+    UserError naming the parameter, not a silent ``1`` or a scheduler's rejection later."""
+    for k, v in params.items():
+        if v is None or k not in MINIMUM:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < MINIMUM[k]:
+            flag = "--" + k.replace("_", "-")
+            raise UserError(f"{flag} (or the profile's {k}) must be "
+                            f"{'a number > 0' if k == 'mem_gb' else f'an integer >= {MINIMUM[k]}'}, got {v!r}")
+    return params
 
 
 def slurm_answers(timeout_s: float = 10) -> bool:
@@ -122,9 +143,15 @@ def launch_world(params: dict | None) -> int:
     return (params.get("ntasks_per_node") or max(gpus, 1)) * (params.get("nodes") or 1)
 
 
+def submitit_base() -> Path:
+    """Where submitit's logs go: ``$MOCOBENCH_SUBMITIT``, else ``submitit_logs/`` in the checkout (a file there
+    is one error naming the variable: :func:`ablations.envpaths.env_path`)."""
+    return env_path("MOCOBENCH_SUBMITIT", REPO / "submitit_logs", "dir")
+
+
 def submitit_folder(kind: str, grid: str, preset: str) -> Path:
     """A fresh folder per submission (``slurmctld -c`` restarts job ids at 1, so ids are not unique)."""
-    base = Path(os.environ.get("MOCOBENCH_SUBMITIT", REPO / "submitit_logs"))
+    base = submitit_base()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
     folder = base / grid / Path(preset).stem / f"{kind}-{stamp}"
     return folder / "%j" if kind == "slurm" else folder

@@ -98,24 +98,119 @@ def grid_path(name: str) -> Path:
 
 
 def load_grid(name: str) -> dict:
+    """The grid file ``name`` (:func:`grid_path`), checked against the grid format (:func:`check_grid`)."""
     path = grid_path(name)
     g = read_yaml_mapping(path, "a grid")
-    unknown = sorted(set(g) - GRID_KEYS)
-    if unknown:
-        raise UserError(f"{path}: unknown grid key(s) {', '.join(unknown)} (known: {', '.join(sorted(GRID_KEYS))})")
-    if not isinstance(g.get("sweep"), list) or not g["sweep"]:
-        raise UserError(f"{path}: 'sweep' must be a non-empty list of sub-grids")
-    if not isinstance(g.get("presets"), dict) or not g["presets"]:
-        raise UserError(f"{path}: 'presets' must map preset names to their scaling")
-    for pname, p in g["presets"].items():
-        p = p or {}
-        bad = sorted(set(p) - PRESET_KEYS)
-        if bad:
-            raise UserError(f"{path}: preset {pname}: unknown key(s) {', '.join(bad)} "
-                            f"(known: {', '.join(sorted(PRESET_KEYS))})")
+    check_grid(g, str(path))
     g.setdefault("name", path.stem)
     g["_path"] = str(path)
     return g
+
+
+def _mapping(v, where: str, names: bool = True) -> dict:
+    """``v`` as a mapping (absent / empty: ``{}``) whose keys are names (``names``; a ``map`` entry's keys are
+    paper values), else a UserError saying what ``where`` is."""
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise UserError(f"{where} must be a mapping (key: value), got {type(v).__name__} {v!r}")
+    for k in v if names else ():
+        if not isinstance(k, str):
+            raise UserError(f"{where}: key {k!r} is not a name")
+    return v
+
+
+def _evals(v, where: str) -> list:
+    """An ``eval`` entry as a list of known evaluations. A single name (``eval: lincls``) is a list of that
+    one name, as a single value in a sweep is a list of one value (never split letter by letter)."""
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise UserError(f"{where}: eval must be a list of evaluations ({', '.join(EVALS)}), got {v!r}")
+    bad = sorted(set(v) - set(EVALS))
+    if bad:
+        raise UserError(f"{where}: unknown eval {', '.join(bad)} (known: {', '.join(EVALS)})")
+    return v
+
+
+def _values(v, where: str) -> None:
+    """A swept key's values: one value, or a non-empty list (an empty list crosses to no runs at all)."""
+    if isinstance(v, list) and not v:
+        raise UserError(f"{where}: an empty list (no values) would make the sub-grid expand to no runs; give at "
+                        f"least one value or remove the key")
+    if isinstance(v, dict):
+        raise UserError(f"{where} must be a value or a list of values, got a mapping {v!r}")
+
+
+def check_grid(g: dict, where: str) -> None:
+    """The grid format (the module's docstring), checked once where a grid file enters: every key known and
+    of its type; ``sweep`` a non-empty list of mappings whose lists are non-empty (``zip``: lists of equal
+    length); ``presets`` a mapping of sections with ``fixed`` / ``map`` mappings, ``drop`` a list of mappings,
+    ``drop_k_above`` ``subset`` or a number > 0, ``eval`` known evaluations, ``seeds`` an integer >= 1 and
+    ``why`` text. A single ``eval`` name is normalised to a list of it here. A mistake is one UserError naming
+    the file and the key, before anything is planned (never a traceback or a run set that silently differs)."""
+    unknown = sorted(set(g) - GRID_KEYS)
+    if unknown:
+        raise UserError(f"{where}: unknown grid key(s) {', '.join(map(str, unknown))} (known: {', '.join(sorted(GRID_KEYS))})")
+    for k in ("name", "paper", "description"):
+        if g.get(k) is not None and not isinstance(g[k], str):
+            raise UserError(f"{where}: {k} must be text, got {g[k]!r}")
+    if "name" in g and (not g["name"] or "/" in g["name"] or g["name"] in (".", "..")):
+        raise UserError(f"{where}: name {g['name']!r} must be a non-empty name without '/' (it names a folder)")
+    if g.get("eval") is not None:
+        g["eval"] = _evals(g["eval"], where)
+    else:
+        g.pop("eval", None)                 # `eval:` with nothing: the default (knn)
+    _mapping(g.get("fixed"), f"{where}: fixed")
+    if g.get("seeds") is not None:
+        _check_seeds(g["seeds"], where)
+    if not isinstance(g.get("sweep"), list) or not g["sweep"]:
+        raise UserError(f"{where}: 'sweep' must be a non-empty list of sub-grids")
+    for i, sub in enumerate(g["sweep"]):
+        sw = f"{where}: sweep[{i}]"
+        for k, v in _mapping(sub, sw).items():
+            if k == "zip":
+                zipped = _mapping(v, f"{sw}: zip")
+                for zk, zv in zipped.items():
+                    if not isinstance(zv, list):
+                        raise UserError(f"{sw}: zip: {zk} must be a list (zipped lists are paired element by "
+                                        f"element), got {zv!r}")
+                    _values(zv, f"{sw}: zip: {zk}")
+                if len({len(zv) for zv in zipped.values()}) > 1:
+                    raise UserError(f"{sw}: the lists under 'zip' must have equal lengths")
+            else:
+                _values(v, f"{sw}: {k}")
+    if not isinstance(g.get("presets"), dict) or not g["presets"]:
+        raise UserError(f"{where}: 'presets' must map preset names to their scaling")
+    for pname, p in g["presets"].items():
+        pw = f"{where}: preset {pname}"
+        p = _mapping(p, pw)
+        bad = sorted(set(p) - PRESET_KEYS)
+        if bad:
+            raise UserError(f"{pw}: unknown key(s) {', '.join(bad)} (known: {', '.join(sorted(PRESET_KEYS))})")
+        _mapping(p.get("fixed"), f"{pw}: fixed")
+        for k, m in _mapping(p.get("map"), f"{pw}: map").items():
+            _mapping(m, f"{pw}: map: {k} (paper value -> preset value)", names=False)
+        drops = p.get("drop")
+        if drops is not None:
+            if not isinstance(drops, list):
+                raise UserError(f"{pw}: drop must be a list of runs to drop (each a mapping of key: paper value, "
+                                f"e.g. drop: [{{moco_k: 65536}}]), got {drops!r}")
+            for j, d in enumerate(drops):
+                if not _mapping(d, f"{pw}: drop[{j}]"):
+                    raise UserError(f"{pw}: drop[{j}] is empty: it would match (and drop) every run")
+        k_max = p.get("drop_k_above")
+        if k_max is not None and k_max != "subset" and (isinstance(k_max, bool) or not isinstance(k_max, (int, float))
+                                                         or not k_max > 0):
+            raise UserError(f"{pw}: drop_k_above must be 'subset' or a number > 0, got {k_max!r}")
+        if p.get("eval") is not None:
+            p["eval"] = _evals(p["eval"], pw)
+        else:
+            p.pop("eval", None)
+        if p.get("seeds") is not None:
+            _check_seeds(p["seeds"], pw)
+        if p.get("why") is not None and not isinstance(p["why"], str):
+            raise UserError(f"{pw}: why must be text, got {p['why']!r}")
 
 
 def _check_seeds(n, where: str) -> int:
@@ -262,9 +357,12 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
         for r in _expand_sub(sub, f"grid {grid['name']} sweep[{i}]"):
             if any(_matches(r, d) for d in drops):
                 continue
-            if k_max and int(r.get("moco_k", fixed.get("moco_k", 0)) or 0) > int(k_max):
-                k_dropped.append(int(r.get("moco_k", fixed.get("moco_k", 0))))
-                continue
+            if k_max:
+                from pretrain.config import _coerce
+                k = _coerce("moco_k", r.get("moco_k", fixed.get("moco_k", 0)) or 0)
+                if k > k_max:
+                    k_dropped.append(k)
+                    continue
             r = {k: (mapping[k].get(v, v) if k in mapping and not isinstance(v, list) else v) for k, v in r.items()}
             ov = _resolve({**fixed, **r}, base, grid["name"])
             r = {k: ov[k] for k in r}
@@ -276,10 +374,11 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
                 continue
             seen.add(key)
             runs.append(RunSpec(overrides=ov, swept=r, eval=evals))
-    if not runs and k_dropped:
-        raise UserError(f"grid {grid['name']} at {preset}: every run has K ({', '.join(map(str, sorted(set(k_dropped))))})"
-                        f" above the {k_max} pretraining images (drop_k_above), nothing would run; set a larger "
-                        f"subset or --set moco_k=<= {k_max}")
+    if not runs:
+        why = (f"every run has K ({', '.join(map(str, sorted(set(k_dropped))))}) above the {k_max} pretraining "
+               f"images (drop_k_above); set a larger subset or --set moco_k=<= {k_max}" if k_dropped else
+               "its preset section's drop removes every run; drop fewer runs")
+        raise UserError(f"grid {grid['name']} at {preset}: nothing would run: {why}")
     if seed is not None:
         seed_list = [int(seed)]
     else:

@@ -21,7 +21,9 @@ import submitit
 from pretrain import rundir
 from pretrain import status as S
 from pretrain.config import Config
-from pretrain.fileio import atomic_write_json, atomic_write_text, read_json
+from pretrain.protocol import LinclsConfig, result_for
+from pretrain.launchenv import env_int
+from pretrain.fileio import atomic_write_json, atomic_write_text
 from pretrain.rundir import RunDir
 
 from . import results
@@ -53,8 +55,9 @@ def base_row(grid: str, preset: str, run_id: str, run_dir: Path, cfg: Config) ->
 
 
 def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg: Config) -> dict | None:
-    """The results row of a finished run (summary.json, plus lincls.json if there is one), else None. The
-    status is the summary's (a legacy ``failed`` one mapped by ``pretrain.status.from_summary``)."""
+    """The results row of a finished run (summary.json, plus lincls.json if it is the grid's linear protocol:
+    :func:`lincls_result`), else None. The status is the summary's (a legacy ``failed`` one mapped by
+    ``pretrain.status.from_summary``)."""
     s = RunDir(run_dir).read_summary()
     status = S.from_summary(s)
     if status not in S.RESULTS:
@@ -64,12 +67,19 @@ def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg: Co
     for k in METRIC_KEYS:
         if s.get(k) is not None:
             row[k] = s[k]
-    lin = read_json(RunDir(run_dir).lincls)
+    lin = lincls_result(run_dir)
     if lin:
         for k in ("lincls_acc1", "lincls_acc5"):
             if lin.get(k) is not None:
                 row[k] = lin[k]
     return row
+
+
+def lincls_result(run_dir) -> dict | None:
+    """The run's lincls.json if it is the grid's linear protocol (the official settings, ``LinclsConfig()``)
+    computed from the run's checkpoint as it is (``pretrain.protocol.result_for``), else None: a hand-written file or
+    one of another protocol is neither read into the row nor taken as done (the protocol runs again)."""
+    return result_for(RunDir(run_dir).lincls, LinclsConfig(), RunDir(run_dir).checkpoint)
 
 
 def error_kind(exc: BaseException) -> str:
@@ -132,12 +142,12 @@ class GridJob(submitit.helpers.Checkpointable):
         from pretrain.errors import UserError
 
         _dist_env_from_submitit()
-        rank = int(os.environ.get("RANK", "0"))
+        rank = env_int("RANK", 0)
         run_dir = Path(self.run_dir)
         cfg = self.cfg
         if not cfg.threads and os.environ.get("SLURM_CPUS_PER_TASK"):
             # a runtime key (not part of the config hash): the CPUs SLURM gave this task
-            cfg = dataclasses.replace(cfg, threads=int(os.environ["SLURM_CPUS_PER_TASK"]))
+            cfg = dataclasses.replace(cfg, threads=env_int("SLURM_CPUS_PER_TASK", 0, minimum=1))
         # The one deliberate re-check: the config hashes, in this process (this code, this number of
         # processes), to the run that was planned.
         run_id = config_hash(cfg)
@@ -191,7 +201,7 @@ class GridJob(submitit.helpers.Checkpointable):
         # The linear protocol also runs on a run that did not converge (finite weights: its number stays
         # visible beside the "fail"), not on a diverged one (non-finite weights).
         evaluable = S.from_summary(summary) in (S.DONE, S.NOT_CONVERGED)
-        if evaluable and "lincls" in self.evals and not RunDir(run_dir).lincls.exists():
+        if evaluable and "lincls" in self.evals and lincls_result(run_dir) is None:
             # every process of a multi-task job takes part (DDP at ImageNet scale); rank 0 writes the file
             res = self._lincls(cfg, run_dir)
             if rank == 0:

@@ -12,7 +12,6 @@ error is retried, anything else is submitted and resumes from its checkpoint. Su
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +23,18 @@ from pretrain.errors import UserError
 from pretrain.fileio import read_json
 from pretrain.rundir import RunDir
 
+from .envpaths import env_path
 from .grid import RunSpec, expand, load_grid
-from .job import row_from_run_dir
+from .job import lincls_result, row_from_run_dir
 
 REPO = Path(__file__).resolve().parent.parent
 REEVAL_NOTE = "finished; re-evaluation from its checkpoint (evaluation settings changed)"
 
 
 def runs_root() -> Path:
-    return Path(os.environ.get("MOCOBENCH_RUNS", REPO / "runs"))
+    """Where the run directories live: ``$MOCOBENCH_RUNS``, else ``runs/`` in the checkout; a file there (or a
+    path under a file) is one error naming the variable (:func:`ablations.envpaths.env_path`)."""
+    return env_path("MOCOBENCH_RUNS", REPO / "runs", "dir")
 
 
 @dataclass
@@ -94,7 +96,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
         elif st in S.RESULTS and finished_state(s, cfg, rid) == "reevaluate":
             note = REEVAL_NOTE
         elif st == S.DONE:
-            if "lincls" in spec.eval and not RunDir(run_dir).lincls.exists():
+            if "lincls" in spec.eval and lincls_result(run_dir) is None:
                 note = "pretrained; linear protocol to do"
             else:
                 state = "done"
@@ -134,7 +136,7 @@ def _finished_elsewhere(root: Path, grid: str, preset: str, rid: str, evals: lis
     for d in sorted(root.glob(f"*/{Path(preset).stem}/{rid}")):
         if d.parent.parent.name == grid:
             continue
-        if S.from_summary(RunDir(d).read_summary()) == S.DONE and ("lincls" not in evals or RunDir(d).lincls.exists()):
+        if S.from_summary(RunDir(d).read_summary()) == S.DONE and ("lincls" not in evals or lincls_result(d)):
             return d
     return None
 

@@ -5,7 +5,16 @@ The table is a CSV file (pandas), by default ``results/results.csv`` at the
 repository root, or the path in ``$MOCOBENCH_RESULTS``.  Writers go through
 :func:`upsert`, which takes an exclusive file lock (SLURM array tasks finish
 at the same time), merges rows by ``run_id`` and replaces the file atomically
-(temp file + rename), so a reader never sees a half-written table.
+(temp file + rename), so a reader never sees a half-written table. A table reached
+through a symbolic link (a shared table linked into a checkout) is written where the
+link points, atomically beside its target: the link stays a link.
+
+One row per run: a (grid, run_id) pair that occurs twice (tables concatenated by
+hand, an appending tool) is read as one row, merged as :func:`upsert` merges (the
+later row wins, except that a result is never replaced by a later non-result), with
+one warning; a last line cut off mid-line (a writer killed while appending, a copy
+stopped early) is never read as a result: it is dropped with one warning. The next
+write leaves the table repaired.
 
 Columns (a row may leave the ones that do not apply empty):
 
@@ -31,8 +40,11 @@ transfer      task (voc|coco), config, weights, trial, AP50, AP, AP75,
 """
 from __future__ import annotations
 
+import csv
 import fcntl
+import io
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -42,6 +54,8 @@ import pandas as pd
 from pretrain import status as S
 from pretrain.errors import UserError
 from pretrain.fileio import atomic_path, stale_temps
+
+from .envpaths import env_path
 
 IDENTITY = ["grid", "run_id", "preset", "run_dir", "status", "reason", "error_kind", "baseline"]
 SWEPT = ["mechanism", "moco_k", "moco_m", "moco_t", "shuffle_bn", "bn_splits", "mlp",
@@ -61,10 +75,79 @@ NUMERIC = (["moco_k", "moco_m", "moco_t", "bn_splits", "epochs", "batch_size", "
 
 
 def default_path() -> Path:
-    env = os.environ.get("MOCOBENCH_RESULTS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "results" / "results.csv"
+    """``$MOCOBENCH_RESULTS``, else ``results/results.csv`` in the checkout; a folder there (or a path under a
+    file) is one error naming the variable (:func:`ablations.envpaths.env_path`)."""
+    return env_path("MOCOBENCH_RESULTS", Path(__file__).resolve().parent.parent / "results" / "results.csv",
+                    "file")
+
+
+def _target(path: Path) -> Path:
+    """The file a write of the table at ``path`` replaces: symbolic links resolved, so that the atomic rename
+    replaces the table a link points to (a shared table), not the link."""
+    return Path(os.path.realpath(path))
+
+
+_WARNED: set = set()
+
+
+def _warn(msg: str) -> None:
+    """One ``warning:`` line on stderr, once per process (the table is read several times before the next
+    write repairs it)."""
+    if msg not in _WARNED:
+        _WARNED.add(msg)
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def _drop_torn_last_line(path: Path, text: str) -> str:
+    """``text`` without its last record when that record was cut off mid-line: every writer of the table ends
+    each row with a newline (pandas' ``to_csv``), so a last line without one, or with another number of
+    fields than the header, is what a writer stopped mid-row leaves. Such a line would read as a row whose
+    missing fields are empty (a row cut after its K is a ``done`` run with that K): it is dropped, with one
+    warning. Records are counted as CSV counts them (a quoted field may hold a newline)."""
+    lines = list(io.StringIO(text, newline=""))     # lines as CSV sees them (\n, \r\n, \r only)
+    ends, counts = [], []
+    reader = csv.reader(iter(lines))
+    try:
+        for rec in reader:
+            ends.append(reader.line_num)
+            counts.append(len(rec) if rec else None)
+    except csv.Error:                   # an unterminated quote at the end: the last record is cut
+        ends.append(len(lines))
+        counts.append(-1)
+    rows = [i for i, n in enumerate(counts) if n is not None]
+    if len(rows) < 2:                   # no row below the header
+        return text
+    header, last = counts[rows[0]], rows[-1]
+    no_newline = last == len(counts) - 1 and not text.endswith(("\n", "\r"))
+    if not no_newline and counts[last] == header:
+        return text
+    start = ends[last - 1]              # the last row starts after the line the record before it ended on
+    cut = "".join(lines[start:])
+    _warn(f"results table {path}: dropped its last line, cut off mid-row ({' '.join(cut.split())[:60]!r}: "
+          f"{'no newline at its end' if no_newline else f'{counts[last]} fields, the header has {header}'}); "
+          f"it is no result, and the next write of the table removes it")
+    return "".join(lines[:start])
+
+
+def _one_row_per_run(path: Path, df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (grid, run_id): repeated rows are merged in file order as :func:`upsert` merges them (the
+    later row replaces the earlier, except that a result is never replaced by a non-result), so a run is
+    never counted twice (two seeds where there is one); one warning names how many runs had repeats."""
+    key = df["grid"].astype(str) + "\x00" + df["run_id"].astype(str)
+    dup = key.duplicated(keep=False)
+    if not dup.any():
+        return df
+    keep: dict = {}
+    for i in df.index[dup]:
+        j = keep.get(key[i])
+        if j is None or not (df.at[j, "status"] in S.RESULTS and df.at[i, "status"] not in S.RESULTS):
+            keep[key[i]] = i
+    drop = [i for i in df.index[dup] if keep[key[i]] != i]
+    first = df.index[dup][0]
+    _warn(f"results table {path}: {len(keep)} run(s) have more than one row (e.g. grid {df.at[first, 'grid']}, "
+          f"run {df.at[first, 'run_id']}); kept one row per run (the last one; a later non-result never replaces a result), "
+          f"and the next write of the table keeps only that one")
+    return df.drop(index=drop).reset_index(drop=True)
 
 
 def _refuse(path: Path, what: str) -> UserError:
@@ -78,7 +161,8 @@ def read(path: str | os.PathLike | None = None) -> pd.DataFrame:
     A file that is not a results table is refused with one :class:`UserError` and never rewritten: it must
     parse as CSV, hold ``grid``, ``run_id`` and ``status``, have no column outside :data:`COLUMNS` (a table of
     an older version lacks some: they read as empty), a known status in every row, and numbers in the numeric
-    columns.
+    columns. A last line cut off mid-row is dropped and a run's repeated rows are read as one, each with a
+    warning (see the module's docstring); the next :func:`upsert` writes the table without them.
     """
     path = Path(path) if path else default_path()
     if not path.exists():
@@ -89,7 +173,9 @@ def read(path: str | os.PathLike | None = None) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     # Ids and text are read as text: a hash such as "123456789012" or "1234e5678901" is not a number.
     try:
-        df = pd.read_csv(path, dtype={c: str for c in TEXT})
+        text = path.read_bytes().decode("utf-8")
+        text = _drop_torn_last_line(path, text)
+        df = pd.read_csv(io.StringIO(text), dtype={c: str for c in TEXT})
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise _refuse(path, f"{type(e).__name__}: {' '.join(str(e).split())[:100]}") from None
     except OSError as e:
@@ -121,14 +207,16 @@ def read(path: str | os.PathLike | None = None) -> pd.DataFrame:
         if garbage.any():
             i = int(garbage.idxmax())
             raise _refuse(path, f"line {i + 2}: {c} is {df.at[i, c]!r}, not a number")
-    return df
+    return _one_row_per_run(path, df)
 
 
 def check_writable(path: str | os.PathLike | None = None) -> Path:
     """Before any work: the results table at ``path`` is a results table (:func:`read`) and can be written
-    (its folder can be created, the file replaced); else one :class:`UserError` naming the path."""
+    (its folder can be created, the file replaced); else one :class:`UserError` naming the path. Through a
+    symbolic link, the checks are of the link's target (what :func:`upsert` replaces)."""
     path = Path(path) if path else default_path()
     read(path)
+    path = _target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -159,9 +247,10 @@ def upsert(rows: Iterable[Mapping], path: str | os.PathLike | None = None,
     A row holding a result (status done, diverged or not_converged: ``pretrain.status.RESULTS``) is never
     replaced by a row that is not a result (pending, running, error): a finished result is never overwritten
     by a rerun. A result may be replaced by a result (a re-evaluation).
-    Unknown columns are an error, so a typo cannot silently create a column.
+    Unknown columns are an error, so a typo cannot silently create a column. Through a symbolic link the
+    link's target is locked and replaced (:func:`_target`); the link stays.
     """
-    path = Path(path) if path else default_path()
+    path = _target(Path(path) if path else default_path())
     keys = (key,) if isinstance(key, str) else tuple(key)
     rows = [dict(r) for r in rows]
     for r in rows:

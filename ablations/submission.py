@@ -3,9 +3,11 @@ few at a time; a job that dies records an ``error`` row (no result; retried by t
 run is a :class:`Submitted` (the planned run, its job once started, the callable, the executor)."""
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -89,9 +91,38 @@ def set_aside_failed(p: Planned) -> None:
         RunDir(p.run_dir).set_aside_summary(st, int(time.time()))
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C while waiting for a grid's jobs, after :func:`wait_all` stopped (local) or left (SLURM) them; the
+    message says what became of each run, for the CLI's one ``interrupted:`` line."""
+
+
 def _start(h: Submitted, kind: str, folder: Path) -> None:
-    h.job = h.executor.submit(h.fn)
+    if kind == "local":
+        with _stderr_to(Path(folder) / "controller.err"):
+            h.job = h.executor.submit(h.fn)
+    else:
+        h.job = h.executor.submit(h.fn)
     _record_job(h.planned, kind, h.job, folder)
+
+
+@contextmanager
+def _stderr_to(path: Path):
+    """File descriptor 2 redirected to ``path`` while submitit starts a local job's controller, which inherits
+    it: the controller is submitit's own process (its tasks log to the job's files), and when a Ctrl-C (or
+    :meth:`LocalJob.cancel`) stops it, it dies with a KeyboardInterrupt traceback that belongs in the job's
+    folder, not on the user's terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    saved = os.dup(2)
+    try:
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
 
 
 def _record_job(p: Planned, kind: str, job, folder: Path) -> None:
@@ -143,6 +174,18 @@ def wait_all(grid: dict, preset: str, submitted: list, kind: str, params: dict, 
 
     parallel = max(params.get("parallel") or 1, 1) if kind == "local" else len(submitted)
     pending = list(submitted)
+    try:
+        _wait_loop(pending, kind, parallel, deadline, max_wait_s, poll_s, bar, collect)
+    except KeyboardInterrupt:
+        bar.close()
+        raise Interrupted(_interrupted(grid, preset, pending, kind, len(rows), results_path)) from None
+    bar.close()
+    return list(rows.values())
+
+
+def _wait_loop(pending: list, kind: str, parallel: int, deadline: float, max_wait_s: float, poll_s: float, bar,
+               collect) -> None:
+    """Start jobs as slots free up (local) and collect each one as it finishes, until none is pending."""
     while pending:
         running = [h for h in pending if h.job is not None]
         for h in pending:
@@ -170,5 +213,36 @@ def wait_all(grid: dict, preset: str, submitted: list, kind: str, params: dict, 
                                + ", ".join(f"{h.planned.run_id} (job {h.job.job_id})" for h in pending)
                                + "; they keep running, `python -m ablations status` follows them")
         time.sleep(poll_s)
-    bar.close()
-    return list(rows.values())
+
+
+def _interrupted(grid: dict, preset: str, pending: list, kind: str, finished: int, results_path=None) -> str:
+    """Ctrl-C while waiting. Local jobs are cancelled: each controller stops its tasks (SIGINT, then SIGKILL)
+    and is waited for, so nothing trains on after the launcher exits; a run killed mid-epoch resumes from its
+    last epoch checkpoint (written atomically) when the grid is run again, and its row goes back to
+    ``pending`` (never over a result). SLURM jobs keep running (the cluster owns them). Returns what happened,
+    for the CLI's one line."""
+    started = [h for h in pending if h.job is not None]
+    waiting = len(pending) - len(started)
+    if kind == "slurm":
+        return (f"{finished} run(s) finished; {len(started)} keep running on SLURM (`python -m ablations status "
+                f"{grid['name']}` follows them, scancel stops them); rerun the grid to collect them")
+    if kind != "local":                   # the debug executor runs its job in this process: Ctrl-C stopped it
+        started = []
+    for h in started:
+        h.job.cancel(check=False)
+    for h in started:
+        proc = getattr(h.job, "_process", None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=30)
+            except Exception:  # noqa: BLE001 - still stopping: reported below as cancelled anyway
+                pass
+    rows = [{**base_row(grid["name"], preset, h.planned.run_id, h.planned.run_dir, h.planned.cfg),
+             "status": "pending"} for h in pending]
+    if rows:
+        try:
+            results.upsert(rows, results_path, key=("grid", "run_id"))
+        except Exception:  # noqa: BLE001 - the table stays as the jobs left it; the next run rewrites the rows
+            pass
+    return (f"{finished} run(s) finished and recorded; {len(started)} cancelled and {waiting} not started "
+            f"(rerun the grid: a cancelled run resumes from its last epoch checkpoint)")

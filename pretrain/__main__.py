@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+from .distributed import planned_rank
 from .config import add_config_args, config_hash, load_config, overrides_from_args
 from . import status as S
-from .errors import EXIT_DIVERGED, EXIT_NOT_CONVERGED, UserError, die
+from .errors import EXIT_DIVERGED, EXIT_NOT_CONVERGED, UserError, cli, die
 
 
 def parse(argv=None):
@@ -25,6 +25,7 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
+@cli
 def main(argv=None) -> int:
     args = parse(argv)
     try:
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the last completed epoch is in the checkpoint; rerun with --resume", file=sys.stderr)
         return 130
-    if int(os.environ.get("RANK", "0")) == 0:     # one report per run, not per process
+    if planned_rank() == 0:                      # one report per run, not per process
         if summary["status"] in (S.DIVERGED, S.NOT_CONVERGED):
             what = "diverged" if summary["status"] == S.DIVERGED else "did not converge"
             detail = str(summary.get("reason") or "")

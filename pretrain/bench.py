@@ -20,7 +20,7 @@ from .augment import BatchedAugment, TwoCrops, pil_transform
 from .builder import build_pretrainer, info_nce
 from .config import add_config_args, load_config, overrides_from_args
 from .encoder import build_encoder
-from .errors import UserError, die
+from .errors import UserError, cli
 from .train import peak_mem_mb
 
 
@@ -178,10 +178,18 @@ def bench_official(cfg, official_dir: str, steps: int, device) -> float:
     return n * steps / (time.perf_counter() - t0)
 
 
+def _steps(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m pretrain.bench", description=__doc__)
     p.add_argument("--preset", default="tiny")
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=_steps, default=10, help="timed steps (>= 1)")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
     p.add_argument("--compare", action="store_true",
                    help="also time fp32 (contiguous) and bf16 + channels_last beside the config's precision")
@@ -189,29 +197,26 @@ def main(argv=None) -> int:
                    help="also time the official moco/builder.py from a facebookresearch/moco checkout in DIR")
     add_config_args(p)
     args = p.parse_args(argv)
-    try:
-        cfg = load_config(args.preset, overrides_from_args(args))
-        if cfg.dataset == "imagefolder":
-            raise UserError("bench runs on fixed-size datasets (tiny, cifar10, synthetic...)")
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        device = torch.device("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        split = data.pretrain_split(cfg)
-        torch.manual_seed(0)
-        aug = bench_augment(cfg, split, max(2, args.steps // 2), device)
-        parts, ips = bench_step(cfg, split, args.steps, device)
-        variants = {f"{cfg.precision}{' + channels_last' if cfg.channels_last else ''} (config)": ips}
-        if args.compare:
-            for prec, cl in (("fp32", False), ("bf16", True)) + ((("fp16", True),) if device.type == "cuda" else ()):
-                if (prec, cl) != (cfg.precision, cfg.channels_last):
-                    variants[f"{prec}{' + channels_last' if cl else ''}"] = bench_step(cfg, split, args.steps,
-                                                                                     device, prec, cl)[1]
-        if args.official:
-            variants["official moco/builder.py (fp32)"] = bench_official(cfg, args.official, args.steps, device)
-    except UserError as e:
-        die(e)
+    cfg = load_config(args.preset, overrides_from_args(args))
+    if cfg.dataset == "imagefolder":
+        raise UserError("bench runs on fixed-size datasets (tiny, cifar10, synthetic...)")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    split = data.pretrain_split(cfg)
+    torch.manual_seed(0)
+    aug = bench_augment(cfg, split, max(2, args.steps // 2), device)
+    parts, ips = bench_step(cfg, split, args.steps, device)
+    variants = {f"{cfg.precision}{' + channels_last' if cfg.channels_last else ''} (config)": ips}
+    if args.compare:
+        for prec, cl in (("fp32", False), ("bf16", True)) + ((("fp16", True),) if device.type == "cuda" else ()):
+            if (prec, cl) != (cfg.precision, cfg.channels_last):
+                variants[f"{prec}{' + channels_last' if cl else ''}"] = bench_step(cfg, split, args.steps,
+                                                                                 device, prec, cl)[1]
+    if args.official:
+        variants["official moco/builder.py (fp32)"] = bench_official(cfg, args.official, args.steps, device)
     result = {"preset": args.preset, "mechanism": cfg.mechanism, "arch": cfg.arch, "width": cfg.width,
               "batch_size": cfg.batch_size, "moco_k": cfg.moco_k, "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

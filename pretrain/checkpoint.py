@@ -1,16 +1,43 @@
-"""Checkpoints: loading one (one clear error for a bad file), its query encoder, and the random-number-generator
-state that makes a resumed run bit-identical. Writing goes through ``pretrain.fileio`` (atomic)."""
+"""Checkpoints: the suite's one checkpoint reader (:func:`load`: tensors and plain data only, one clear error
+for a bad file), the backbone a checkpoint describes (:func:`load_backbone`: its own config and query-encoder
+weights), and the random-number-generator state that makes a resumed run bit-identical. Writing goes through
+``pretrain.fileio`` (atomic).
+
+Every ``.pth`` the suite reads (``--resume``, ``pretrain.lincls``, ``pretrain.knn --checkpoint``,
+``pretrain.export``, ``transfer.convert``) goes through :func:`load`, which unpickles with
+``torch.load(weights_only=True)``: a pickle can name any Python callable to run while it is read, so a file
+that holds anything but tensors, containers and numbers is refused before any of it runs. The only other
+types allowed are those our own checkpoints hold: numpy's RNG state (an ``ndarray`` of ``uint32``, in
+:func:`rng_state`).
+"""
 from __future__ import annotations
 
+import dataclasses
 import random
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .config import Config, _check_keys, _coerce, load_config, validate
+from .encoder import encoder_for
 from .errors import UserError
 
 FORMAT = "mocobench-v1"
+
+# What np.random.get_state() pickles as besides plain data: the array (rebuilt by numpy's _reconstruct, under
+# its numpy 2 name and the numpy 1 name older checkpoints were written with), its dtype and the dtype's class
+# (whose state is set when the dtype is rebuilt).
+try:
+    from numpy._core.multiarray import _reconstruct
+except ImportError:                                  # numpy 1
+    from numpy.core.multiarray import _reconstruct
+SAFE_GLOBALS = [_reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype,
+                type(np.dtype(np.uint32))]
+
+_UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
 def rng_state() -> dict:
@@ -38,16 +65,35 @@ def set_rng_state(s: dict) -> None:
             torch.cuda.set_rng_state(states[min(torch.cuda.current_device(), len(states) - 1)])
 
 
+def _refusal(p: Path, e: Exception) -> str:
+    """The one line for a file ``torch.load(weights_only=True)`` refused or could not read."""
+    m = _UNSUPPORTED.search(str(e))
+    if m:
+        return (f"cannot read checkpoint {p}: it holds a pickled Python object ({m.group(1)}), not only tensors "
+                f"and plain data (a module or optimizer saved with torch.save(obj) instead of its state_dict(), "
+                f"or a file made to run code when loaded); refused without running it")
+    msg = " ".join(str(e).split())
+    if "WeightsUnpickler error:" in msg:            # torch's long advice is about loading it anyway: drop it
+        msg = msg.split("WeightsUnpickler error:", 1)[1].split(" Check the documentation")[0].strip()
+        return f"cannot read checkpoint {p}: not a torch checkpoint, or a corrupt one ({msg[:160]})"
+    return f"cannot read checkpoint {p}: {msg[:200]}"
+
+
 def load(path, map_location="cpu") -> dict:
+    """The checkpoint at ``path`` (ours, a lincls per-epoch one, or an official MoCo one): a dict with a
+    ``state_dict`` dict. Tensors and plain data only (see the module docstring); anything else, a missing,
+    corrupt or foreign file is one UserError."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"checkpoint not found: {p}")
     try:
-        ck = torch.load(p, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore")           # torch's warnings about a foreign pickle: the error says it
+            ck = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad file for the user
-        raise UserError(f"cannot read checkpoint {p}: {' '.join(str(e).split())[:200]}") from None
-    if not isinstance(ck, dict) or "state_dict" not in ck:
-        raise UserError(f"{p}: not a MoCo checkpoint (no 'state_dict')")
+        raise UserError(_refusal(p, e)) from None
+    if not isinstance(ck, dict) or not isinstance(ck.get("state_dict"), dict):
+        raise UserError(f"{p}: not a MoCo checkpoint (no 'state_dict' dict)")
     return ck
 
 
@@ -61,3 +107,41 @@ def query_encoder_state(ck: dict, path="checkpoint") -> dict:
     if not out:
         raise UserError(f"{path}: no query encoder (encoder_q.*) in the checkpoint")
     return out
+
+
+def checkpoint_config(ck: dict, path, preset: str | None = None, overrides: dict | None = None) -> Config:
+    """The config a loaded checkpoint was trained with (ours, and our exports, record it), else ``preset``'s
+    (an official MoCo checkpoint has none); ``overrides`` (e.g. a moved ``data`` path, another kNN k) on top."""
+    if isinstance(ck.get("config"), dict):
+        raw = dict(ck["config"])
+        _check_keys(raw, str(path))
+        cfg = validate(Config(**raw))
+    elif preset:
+        cfg = load_config(preset)
+    else:
+        raise UserError(f"{path}: no config in the checkpoint (an official MoCo checkpoint?): pass --preset")
+    if overrides:
+        _check_keys(overrides, "overrides")
+        cfg = validate(dataclasses.replace(cfg, **{k: _coerce(k, v) for k, v in overrides.items()}))
+    return cfg
+
+
+def load_backbone(ckpt_path, preset: str | None = None, data_dir: str | None = None,
+                  overrides: dict | None = None):
+    """(config, encoder with the checkpoint's query-encoder weights, those weights): the network the checkpoint
+    was trained as, built from the checkpoint's own config (:func:`checkpoint_config`; ``preset`` only for a
+    checkpoint without one), so every tool evaluates the architecture that was trained. ``data_dir`` replaces
+    the config's data path (the dataset may have moved since pretraining)."""
+    ck = load(ckpt_path)
+    over = dict(overrides or {})
+    if data_dir:
+        over["data"] = str(data_dir)
+    cfg = checkpoint_config(ck, ckpt_path, preset, over)
+    state = query_encoder_state(ck, ckpt_path)
+    enc = encoder_for(cfg)
+    try:
+        enc.load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(f"{ckpt_path}: weights do not fit {cfg.arch} (width {cfg.width}, in_chans "
+                        f"{cfg.in_chans}): {str(e).splitlines()[0]}") from None
+    return cfg, enc, state

@@ -60,7 +60,9 @@ class TensorImages(torch.utils.data.Dataset):
 
 # -- Fashion-MNIST (idx files, as the Debian package dataset-fashion-mnist installs them) -------------------
 
-def _read_idx(path: Path) -> np.ndarray:
+def _read_idx(path: Path, ndim_expected: int) -> np.ndarray:
+    """An idx file (LeCun's MNIST format: magic 0 0 <type> <ndim>, the dims, the values) of unsigned bytes with
+    ``ndim_expected`` dimensions (3 for images N x H x W, 1 for labels); anything else is one UserError."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
@@ -69,7 +71,14 @@ def _read_idx(path: Path) -> np.ndarray:
         raise UserError(f"cannot read {path}: {e}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise UserError(f"{path}: not an idx file")
+    if data[2] != 0x08:
+        raise UserError(f"{path}: idx values of type 0x{data[2]:02x}, expected unsigned bytes (0x08)")
     ndim = data[3]
+    if ndim != ndim_expected:
+        raise UserError(f"{path}: an idx file of {ndim} dimension(s), expected {ndim_expected} "
+                        f"({'images N x H x W' if ndim_expected == 3 else 'labels N'})")
+    if len(data) < 4 + 4 * ndim:
+        raise UserError(f"{path}: truncated idx header")
     dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(dims)):
@@ -97,8 +106,8 @@ def load_fashion_mnist(root: str, train: bool) -> Split:
         p = d / f"{pre}-{name}-ubyte.gz"
         return p if p.exists() else d / f"{pre}-{name}-ubyte"
 
-    x = _read_idx(pick("images-idx3"))
-    y = _read_idx(pick("labels-idx1"))
+    x = _read_idx(pick("images-idx3"), 3)
+    y = _read_idx(pick("labels-idx1"), 1)
     if len(x) != len(y):
         raise UserError(f"{d}: {len(x)} images but {len(y)} labels")
     return Split(torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64)))
@@ -159,7 +168,8 @@ def pil_loader(path: str) -> Image.Image:
         with open(path, "rb") as f:
             img = Image.open(f)
             return img.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+        # DecompressionBombError: more than twice PIL's MAX_IMAGE_PIXELS (a bomb, or a huge scan)
         raise UserError(f"cannot read image {path}: {' '.join(str(e).split())}") from None
 
 

@@ -10,6 +10,9 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from .errors import UserError
+from .launchenv import env_int
+
 
 def is_dist() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -51,7 +54,7 @@ def in_srun_step() -> bool:
 
 def slurm_world_size() -> int:
     """Processes of this srun step (1 outside a step)."""
-    return int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")) if in_srun_step() else 1
+    return env_int("SLURM_STEP_NUM_TASKS", 1, minimum=1) if in_srun_step() else 1
 
 
 def planned_world_size() -> int:
@@ -59,17 +62,20 @@ def planned_world_size() -> int:
     the group's size if initialised, torchrun's WORLD_SIZE, else the tasks of the srun step, else 1."""
     if is_dist():
         return world_size()
-    if "WORLD_SIZE" in os.environ:
-        return max(int(os.environ["WORLD_SIZE"]), 1)
+    if os.environ.get("WORLD_SIZE", "").strip():
+        return env_int("WORLD_SIZE", 1, minimum=1)
     return slurm_world_size()
 
 
 def planned_rank() -> int:
     """This process's global rank, read from the environment before the process group exists (torchrun's
     RANK, else an srun step's SLURM_PROCID, else 0)."""
-    if "RANK" in os.environ:
-        return int(os.environ["RANK"])
-    return int(os.environ.get("SLURM_PROCID", "0")) if in_srun_step() else 0
+    if os.environ.get("RANK", "").strip():
+        r = env_int("RANK", 0)
+        if r >= planned_world_size():
+            raise UserError(f"$RANK={r} is not below $WORLD_SIZE={planned_world_size()}")
+        return r
+    return env_int("SLURM_PROCID", 0) if in_srun_step() else 0
 
 
 def export_torchrun_env(rank: int, world: int, local_rank: int, master_addr: str, job_id: str) -> None:
@@ -88,8 +94,8 @@ def env_from_slurm() -> None:
     """torchrun's variables from a multi-task ``srun`` step (one task per GPU), if not set already."""
     if slurm_world_size() <= 1:
         return
-    export_torchrun_env(int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_STEP_NUM_TASKS"]),
-                        int(os.environ.get("SLURM_LOCALID", "0")),
+    export_torchrun_env(env_int("SLURM_PROCID", 0), env_int("SLURM_STEP_NUM_TASKS", 1, minimum=1),
+                        env_int("SLURM_LOCALID", 0),
                         _first_host(os.environ.get("SLURM_STEP_NODELIST",
                                                    os.environ.get("SLURM_JOB_NODELIST", "127.0.0.1"))),
                         os.environ.get("SLURM_JOB_ID", "0"))
@@ -109,13 +115,11 @@ def cuda_index(local_rank: int, visible: int) -> int:
     """This process's CUDA ordinal: with one visible GPU per task (``--gpus-per-task 1``, or
     CUDA_VISIBLE_DEVICES set per task) it is 0; with the node's GPUs all visible, the local rank."""
     if visible < 1:
-        from .errors import UserError
         raise UserError("device cuda: no CUDA device is visible to this process")
     if visible == 1:
         return 0
     if local_rank < visible:
         return local_rank
-    from .errors import UserError
     raise UserError(f"local rank {local_rank} sees {visible} GPUs: launch one process per GPU "
                     f"(torchrun --nproc_per_node {visible}, or srun --gpus-per-task 1)")
 
@@ -126,8 +130,10 @@ _GROUPS = 0
 def init(device: str, timeout_min: int = 60) -> torch.device:
     """Initialise the process group when launched with several processes; returns this process's device."""
     env_from_slurm()
-    ws = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    ws = env_int("WORLD_SIZE", 1, minimum=1)
+    local_rank = env_int("LOCAL_RANK", 0)
+    if ws > 1:
+        planned_rank()                    # RANK checked against WORLD_SIZE before any rendezvous
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     dev = torch.device("cuda", cuda_index(local_rank, torch.cuda.device_count())) if use_cuda \
         else torch.device("cpu")

@@ -2,7 +2,9 @@
 and the one way every CLI reports it: ``error: <one line>`` on stderr, exit code 2 (:func:`report`)."""
 from __future__ import annotations
 
+import functools
 import sys
+from typing import Callable
 
 
 class UserError(Exception):
@@ -48,3 +50,22 @@ def report(exc: BaseException) -> int:
 def die(exc: BaseException) -> "None":
     """:func:`report` and exit."""
     sys.exit(report(exc))
+
+
+EXIT_INTERRUPTED = 130     # Ctrl-C (128 + SIGINT), as a shell reports it
+
+
+def cli(main: Callable[..., int]) -> Callable[..., int]:
+    """The one guard at every CLI's entry (``@cli`` on ``main``): bad input (:class:`UserError`) and a failing
+    file system (``OSError``: a full disk, a permission, a missing file) are one ``error:`` line and exit code 2;
+    Ctrl-C is one ``interrupted`` line and exit code 130. Anything else is a bug and keeps its traceback."""
+    @functools.wraps(main)
+    def guarded(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except (UserError, OSError) as e:
+            return report(e)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    return guarded

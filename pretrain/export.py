@@ -26,8 +26,9 @@ from pathlib import Path
 
 
 from .checkpoint import FORMAT, load, query_encoder_state
-from .fileio import atomic_save
-from .errors import UserError, die
+from .fileio import atomic_save, refuse_overwrite
+from .lincls import check_writable
+from .errors import UserError, cli, die
 
 
 def standard_resnet_problem(cfg: dict) -> str:
@@ -55,13 +56,21 @@ def official_layout(ck: dict, path="checkpoint") -> dict:
             "arch": ck.get("arch", cfg.get("arch")), "epoch": int(ck.get("epoch", 0)), "config": dict(cfg)}
 
 
+def _is_export(path: Path) -> bool:
+    """Whether ``path`` holds an export of ours (official layout with our config): the only existing file an
+    export may replace (a downloaded official checkpoint of that name is kept)."""
+    try:
+        ck = load(path)
+    except UserError:
+        return False
+    return isinstance(ck.get("config"), dict) and all(str(k).startswith("module.") for k in ck["state_dict"])
+
+
 def export(ckpt_path, out_path) -> dict:
     """Read ``ckpt_path`` (ours), write ``out_path`` (official layout), return what was written."""
-    from .lincls import check_writable
     out_path = Path(out_path)
-    if out_path.exists() and Path(ckpt_path).exists() and out_path.resolve() == Path(ckpt_path).resolve():
-        raise UserError(f"{out_path}: the output would overwrite the input checkpoint")
     check_writable(out_path)
+    refuse_overwrite([out_path], [ckpt_path], ours=_is_export)
     ck = load(ckpt_path)
     off = official_layout(ck, ckpt_path)
     problem = standard_resnet_problem(off["config"])
@@ -72,6 +81,7 @@ def export(ckpt_path, out_path) -> dict:
     return off
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m pretrain.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from .data import FASHION_MNIST_DIRS, REPO, find_fashion_mnist, load_fashion_mnist
-from .errors import UserError, die
+from .errors import UserError, cli, die
 
 IMAGENET100_LIST = Path(__file__).resolve().parent / "imagenet100.txt"
 WNID = re.compile(r"n\d{8}")
@@ -142,6 +142,7 @@ class _Parser(argparse.ArgumentParser):
         die(UserError(f"{self.prog}: {message}"))
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     p = _Parser(prog="python -m pretrain.fetch_data",
                 description="Make a preset's dataset available (default: Fashion-MNIST for the tiny preset).")

@@ -1,7 +1,9 @@
 """kNN monitor: weighted kNN on L2-normalised features (k = 200, t = 0.1), as the official MoCo CIFAR-10 demo
 (after Wu et al. 2018). ``python -m pretrain.knn --preset P [--checkpoint CKPT]`` prints the checkpoint's kNN
 (if given) and both baselines the trained features must beat (pretrain/baselines.py): the same network at
-random initialisation (seed ``--seed``) and raw pixels, one line each."""
+random initialisation (seed ``--seed``) and raw pixels, one line each. Given a checkpoint, the network, data
+and kNN protocol are the checkpoint's own config (the one it was trained and monitored with; ``--preset``
+only for an official checkpoint without one), with the flags given on top."""
 from __future__ import annotations
 
 import argparse
@@ -14,8 +16,10 @@ from . import data
 from . import distributed as D
 from .augment import normalize_batch
 from .builder import autocast_dtype
+from .checkpoint import load_backbone
+from .config import add_config_args, load_config, overrides_from_args
 from .encoder import backbone_forward, feature_dim
-from .errors import UserError
+from .errors import UserError, cli, die
 
 
 def feature_dtype(device: torch.device) -> torch.dtype:
@@ -123,11 +127,9 @@ def knn_accuracy(encoder, cfg, device, sets=None, chunk: int = 1024, feature: st
     return 100.0 * correct.item() / len(te_y)
 
 
+@cli
 def main(argv=None) -> int:
-    from .baselines import initial_encoder, knn_random_init, knn_raw_pixels
-    from .checkpoint import load, query_encoder_state
-    from .config import add_config_args, load_config, overrides_from_args
-    from .errors import UserError, die
+    from .baselines import knn_random_init, knn_raw_pixels
 
     p = argparse.ArgumentParser(prog="python -m pretrain.knn", description=__doc__)
     p.add_argument("--preset", default="tiny")
@@ -136,18 +138,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     lines = []
     try:
-        cfg = load_config(args.preset, overrides_from_args(args))
+        enc = None
+        if args.checkpoint:        # the network and data the checkpoint was trained with, the flags on top
+            cfg, enc, _ = load_backbone(args.checkpoint, args.preset, overrides=overrides_from_args(args))
+        else:
+            cfg = load_config(args.preset, overrides_from_args(args))
         how = f"k={cfg.knn_k}, t={cfg.knn_t}"
         dev = D.init(cfg.device, cfg.dist_timeout_min)
         sets = eval_loaders(cfg)
-        if args.checkpoint:
-            enc = initial_encoder(cfg)
-            ck = load(args.checkpoint)
-            try:
-                enc.load_state_dict(query_encoder_state(ck, args.checkpoint))
-            except RuntimeError as e:
-                raise UserError(f"{args.checkpoint}: does not fit {cfg.arch} with this preset "
-                                f"({str(e).splitlines()[0]})") from None
+        if enc is not None:
             acc = knn_accuracy(enc.to(dev), cfg, dev, sets)
             lines.append(f"kNN top-1 ({args.checkpoint}, {how}, {cfg.knn_feature} features): {acc:.2f}%")
         acc = knn_random_init(cfg, dev, sets)

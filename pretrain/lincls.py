@@ -11,7 +11,10 @@ processes (``torchrun --nproc_per_node N -m pretrain.lincls ...`` or N srun task
 training, the classifier's gradients averaged (DDP), validation sharded over the ranks with every image
 counted once. A per-epoch checkpoint ``<output stem>_checkpoint.pth`` beside the output JSON lets a killed run
 resume (automatically; removed when the result is written); per-epoch metrics go to
-``<output stem>_metrics.jsonl``.
+``<output stem>_metrics.jsonl``. None of these replaces the checkpoint read or a file of another kind
+(``pretrain.fileio.refuse_overwrite``). The result JSON records the settings the protocol ran with
+(``lincls_config``) and the backbone's fingerprint: :func:`result_for` takes a result file for a protocol
+only when both are the ones asked (a hand-written or other protocol's file is no result).
 
 Fast path (``--cache-features``, the default for fixed-size datasets): the frozen backbone's features are
 computed once for un-augmented training images and the classifier is trained on them. This drops the
@@ -31,7 +34,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -42,53 +44,16 @@ from tqdm import tqdm
 from . import data
 from . import distributed as D
 from .augment import normalize_batch, resized_crop, sample_crops
-from .checkpoint import load, query_encoder_state
-from .fileio import atomic_save, atomic_write_json, atomic_write_text
+from .checkpoint import load, load_backbone
+from .fileio import atomic_save, atomic_write_json, atomic_write_text, refuse_overwrite
+from .protocol import LinclsConfig, is_result, provenance, result_for  # noqa: F401 (result_for: the API)
 from .rundir import RunDir
-from .config import Config, _check_keys, load_config, validate
-from .encoder import backbone_forward, encoder_for, feature_dim
-from .errors import UserError, die
+from .encoder import backbone_forward, feature_dim
+from .errors import UserError, cli, die
 from .knn import eval_loaders
 from .schedule import step_lr
 
 LINCLS_FORMAT = "mocobench-lincls-v1"
-
-
-@dataclass
-class LinclsConfig:
-    """The official linear-protocol defaults."""
-    epochs: int = 100
-    lr: float = 30.0
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    batch_size: int = 256                   # total over all processes
-    schedule: list = field(default_factory=lambda: [60, 80])
-    cache_features: bool | None = None      # None: cache for fixed-size datasets
-    seed: int = 0
-
-
-def load_backbone(ckpt_path: str, preset: str | None = None, data_dir: str | None = None):
-    """(config, encoder with the checkpoint's query-encoder weights, those weights). ``data_dir`` replaces the
-    config's data path (the dataset may have moved since pretraining)."""
-    ck = load(ckpt_path)
-    if "config" in ck:
-        raw = dict(ck["config"])
-        _check_keys(raw, str(ckpt_path))
-        cfg = validate(Config(**raw))
-    elif preset:
-        cfg = load_config(preset)
-    else:
-        raise UserError(f"{ckpt_path}: no config in the checkpoint (an official MoCo checkpoint?): pass --preset")
-    if data_dir:
-        cfg = validate(dataclasses.replace(cfg, data=str(data_dir)))
-    state = query_encoder_state(ck, ckpt_path)
-    enc = encoder_for(cfg)
-    try:
-        enc.load_state_dict(state)
-    except RuntimeError as e:
-        raise UserError(f"{ckpt_path}: weights do not fit {cfg.arch} (width {cfg.width}, in_chans "
-                        f"{cfg.in_chans}): {str(e).splitlines()[0]}") from None
-    return cfg, enc, state
 
 
 def _accuracy(logits, y):
@@ -167,6 +132,15 @@ def _broadcast_result(res: dict) -> dict:
     return obj[0]
 
 
+def _is_metrics(path: Path) -> bool:
+    """Whether ``path`` holds per-epoch metrics of this protocol (JSON objects with ``epoch``, one a line)."""
+    try:
+        rows = [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]
+    except (OSError, ValueError):
+        return False
+    return all(isinstance(r, dict) and "epoch" in r for r in rows)
+
+
 def _finish(res: dict, out_path: Path) -> dict:
     res = _broadcast_result(res)
     if D.is_main():
@@ -192,6 +166,10 @@ def run(ckpt_path: str, lc: LinclsConfig | None = None, preset: str | None = Non
         raise UserError("epochs and batch size must be >= 1 and lr > 0")
     out_path, lck_path, metrics_path = output_paths(ckpt_path, out)
     check_writable(out_path)
+    # nothing replaces the checkpoint or a user's own file (the per-epoch checkpoint is checked on resume)
+    refuse_overwrite([out_path], [ckpt_path], ours=is_result)
+    refuse_overwrite([lck_path], [ckpt_path])
+    refuse_overwrite([metrics_path], [ckpt_path], ours=_is_metrics)
     had_group = D.is_dist()
     dev = D.init(device, timeout_min=int(timeout_min))
     try:
@@ -226,6 +204,7 @@ def _run_fixed(ckpt_path, lc, cfg, enc, state, dev, out_path, progress) -> dict:
     res = fixed_protocol(lc, cfg, feats, feature_dim(enc), dev, progress)
     _sanity_check(enc, state)
     res["checkpoint"] = str(ckpt_path)
+    res.update(provenance(lc, res["cache_features"], backbone_fingerprint(state), ckpt_path))
     return _finish(res, out_path)
 
 
@@ -451,13 +430,15 @@ def _run_imagefolder(ckpt_path, lc, cfg, enc, state, sets, dev, out_path, lck_pa
            "lincls_best_epoch": best_epoch, "epochs": lc.epochs, "lr": lc.lr, "cache_features": False,
            "seconds": seconds, "checkpoint": str(ckpt_path), "protocol": "main_lincls (augmented, ImageFolder)",
            "batch_size": lc.batch_size, "world_size": world, "classes": classes, "train_images": len(train_set),
-           "val_images": last["val_images"], "resumed_at_epoch": start, "data": cfg.data}
+           "val_images": last["val_images"], "resumed_at_epoch": start, "data": cfg.data,
+           **provenance(lc, False, backbone_fingerprint(state), ckpt_path)}
     res = _finish(res, out_path)
     if D.is_main():
         lck_path.unlink(missing_ok=True)
     return res
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m pretrain.lincls", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -98,12 +98,31 @@ def lock_path(run_dir, rank: int = 0) -> Path:
     return Path(run_dir) / (LOCK if rank == 0 else f"{LOCK}.rank{rank}")
 
 
+def is_run_dir(run_dir) -> bool:
+    """Whether ``run_dir`` may hold a run: it is missing or empty, or the suite made it a run directory. Every
+    run takes its lock (``.lock``, or ``.lock.rank<R>``) before it writes anything, and the grid launcher
+    records the job (``job.json``) before the job first locks it; the lock file stays after the run. A
+    directory without either (e.g. a folder holding the user's own ``config.yaml``) is not one, and a run
+    would overwrite its files."""
+    d = Path(run_dir)
+    try:
+        names = [e.name for e in os.scandir(d)]
+    except FileNotFoundError:
+        return True
+    return not names or any(n == LOCK or n.startswith(LOCK + ".rank") or n == RunDir(d).job.name for n in names)
+
+
 def prepare(run_dir) -> Path:
     """Create ``run_dir`` if needed; one UserError naming the path when it cannot hold a run (a file, a
-    read-only or missing parent, no permission)."""
+    non-empty directory that is not a run directory (:func:`is_run_dir`), a read-only or missing parent, no
+    permission)."""
     d = Path(run_dir)
     if d.exists() and not d.is_dir():
         raise UserError(f"--output {d} is an existing file, not a run directory; choose a directory")
+    if d.is_dir() and os.access(d, os.R_OK | os.X_OK) and not is_run_dir(d):
+        raise UserError(f"--output {d} is a non-empty directory that is not a run directory (no {LOCK}: no run "
+                        f"of this suite wrote it); its files would be overwritten: choose a new or empty "
+                        f"directory")
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -10,7 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from pretrain.errors import cli, report
 
+from .build import build
+from .errors import ReportError
+
+
+@cli
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m reports", description=__doc__.splitlines()[0])
     ap.add_argument("--results", default=None,
@@ -18,17 +24,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="output folder (default: reports/out)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
-    from pretrain.errors import report
-
-    from .errors import ReportError
     if args.results is not None and not Path(args.results).is_file():
         return report(ReportError(f"results table {args.results} does not exist (or is not a file)"))
     out = Path(args.out) if args.out else Path(__file__).resolve().parent / "out"
-    try:
-        from .build import build
-        r = build(args.results, out, progress=not args.quiet)
-    except (ReportError, OSError) as e:
-        return report(e)
+    r = build(args.results, out, progress=not args.quiet)
     print(r["summary"])
     for v in r["verdicts"]:
         note = f" ({'; '.join(v.notes)})" if v.notes else ""

@@ -4,7 +4,9 @@
 ``index.html`` (self-contained), ``report.md``, ``figures/*.{png,svg,pdf}`` (the forest plot of every claim
 among them), ``tables/*.csv`` and ``tables/*.tex`` (every table as text and as LaTeX for a paper's appendix),
 ``verdicts.csv`` / ``verdicts.tex``. Several presets in the table: one such report per preset in
-``<preset>/`` and an index page.
+``<preset>/`` and an index page. The folder of a preset is its name as a safe slug
+(:func:`reports.paths.unit_dirs`), always inside ``out_dir``; names that would share a folder are refused before
+anything is written.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from . import claims, data, figures, render, tables
+from . import claims, data, figures, paths, render, tables
 
 
 def build(results_path=None, out_dir="reports/out", progress: bool = True) -> dict:
@@ -27,15 +29,21 @@ def build(results_path=None, out_dir="reports/out", progress: bool = True) -> di
     if len(units) <= 1:
         name, r = units[0] if units else ("", res)
         return build_unit(r, out_dir, name, spec, progress)
+    dirs = paths.unit_dirs(out_dir, [n for n, _ in units])       # refused here, before anything is written
     reports = {}
     for name, r in units:
-        reports[name] = build_unit(r, out_dir / name, name, spec, progress)
+        reports[name] = build_unit(r, dirs[name], name, spec, progress)
     vds = [v for rep in reports.values() for v in rep["verdicts"]]
-    summary = (f"Results table {res.path}: {len(res.df)} rows in {len(units)} presets, each judged on its own: "
-               + ", ".join(units_names := [n for n, _ in units]) + ".")
-    ctx = {"summary_line": summary, "units": [{"name": n, "href": f"{n}/index.html", "md": f"{n}/report.md",
-                                              "summary": reports[n]["summary"], "verdicts": reports[n]["verdicts"]}
-                                             for n in units_names]}
+    names = [n for n, _ in units]
+
+    def index_summary(esc):
+        return (f"Results table {esc(res.path)}: {len(res.df)} rows in {len(units)} presets, each judged on its "
+                "own: " + ", ".join(esc(n) for n in names) + ".")
+    summary = index_summary(str)
+    ctx = {"summary_line": summary, "summary_md": index_summary(render.md_escape),
+           "units": [{"name": n, "href": paths.href(dirs[n] / "index.html", out_dir),
+                      "md": paths.href(dirs[n] / "report.md", out_dir), "summary": reports[n]["summary"],
+                      "summary_md": reports[n]["summary_md"], "verdicts": reports[n]["verdicts"]} for n in names]}
     _write_verdicts(out_dir, vds)
     render.write_atomic(out_dir / "report.md", render.index_markdown(ctx))
     render.write_atomic(out_dir / "index.html", render.index_page(ctx))
@@ -81,21 +89,13 @@ def build_unit(res: data.Results, out_dir: Path, name: str, spec: dict, progress
     figs["forest"] = figures.forest(vds, fig_dir)
     steps.update(1)
 
-    counts = res.df["status"].value_counts().to_dict() if len(res.df) else {}
-    if not res.exists:
-        summary = (f"No results table at {res.path}: every grid is 'not run' "
-                   f"(run a grid first, e.g. `make reproduce-table`).")
-    else:
-        grids = [g for g in data.GRIDS if (res.df["grid"] == g).any()]
-        summary = ((f"Preset {name}: " if name else "") + f"results table {res.path}: {len(res.df)} rows ("
-                   + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + "); grids run: "
-                   + (", ".join(grids) or "none") + ". Error rows (crash, OOM, lost job) are no result and "
-                   "enter no table or verdict. Every number links to its run directory.")
+    summary = _unit_summary(res, name, str)
     ref = [f"{p.name}: " + "; ".join(sorted(set(data.paper(p.stem)["source"].astype(str))))
            for p in sorted(data.PAPER_DIR.glob("*.csv"))]
     ctx = {
         "title_suffix": f" — preset {name}" if name else "",
         "summary_line": summary,
+        "summary_md": _unit_summary(res, name, render.md_escape),
         "verdicts": vds,
         "claims_version": spec.get("version"),
         "alpha": spec["alpha"],
@@ -139,4 +139,19 @@ def build_unit(res: data.Results, out_dir: Path, name: str, spec: dict, progress
     steps.close()
     return {"results": res, "parts": parts, "verdicts": vds, "figures": figs,
             "html": out_dir / "index.html", "markdown": out_dir / "report.md",
-            "summary": summary, "preset": name}
+            "summary": summary, "summary_md": ctx["summary_md"], "preset": name}
+
+
+def _unit_summary(res: data.Results, name: str, esc) -> str:
+    """The head line of one preset's report, table values passed through ``esc`` (``str`` for the HTML page,
+    which escapes it whole, and the terminal; :func:`render.md_escape` for ``report.md``, whose own code
+    spans stay code)."""
+    if not res.exists:
+        return (f"No results table at {esc(res.path)}: every grid is 'not run' "
+                f"(run a grid first, e.g. `make reproduce-table`).")
+    counts = res.df["status"].value_counts().to_dict() if len(res.df) else {}
+    grids = [g for g in data.GRIDS if (res.df["grid"] == g).any()]
+    return ((f"Preset {esc(name)}: " if name else "") + f"results table {esc(res.path)}: {len(res.df)} rows ("
+            + ", ".join(f"{v} {esc(k)}" for k, v in sorted(counts.items())) + "); grids run: "
+            + (", ".join(grids) or "none") + ". Error rows (crash, OOM, lost job) are no result and "
+            "enter no table or verdict. Every number links to its run directory.")

@@ -2,7 +2,8 @@
 
 Every number of a generated table is a :class:`Cell`: the value (mean over
 seeds/trials, with the standard deviation when there are several), how many
-runs it aggregates, and the run directories it came from (rendered as links).
+runs it aggregates, and the run directories it came from (rendered as links; a ``run_dir`` outside the
+results' tree, or a URL, is kept as text and never linked).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class Cell:
     n_failed: int = 0
     reason: str = ""
     runs: list = field(default_factory=list)   # resolved run directories (Path)
+    unlinked: list = field(default_factory=list)  # run_dir texts outside the results' tree (shown, never linked)
     values: list = field(default_factory=list)  # the per-seed values behind the mean (figures plot them)
     text: str = ""
     digits: int = 1
@@ -78,18 +80,22 @@ def aggregate(rows: pd.DataFrame, metric: str, run_path, digits: int = 1) -> Cel
     if rows is None or len(rows) == 0:
         return Cell(kind="not_run")
     rows = rows[rows["status"] != "error"]
-    runs = [p for p in (run_path(r) for r in rows["run_dir"]) if p is not None]
+    named = [str(r) for r in rows["run_dir"] if isinstance(r, str) and r.strip()]
+    resolved = [(r, run_path(r)) for r in named]
+    runs = [p for _, p in resolved if p is not None]
+    unlinked = [r for r, p in resolved if p is None]
     done = rows[(rows["status"] == "done") & rows[metric].notna()]
     failed = rows[rows["status"].isin(["diverged", "not_converged"])]
     reason = "; ".join(sorted({str(r) for r in failed["reason"] if r}))
     if len(done) == 0:
         if len(failed):
-            return Cell(kind="fail", n_failed=len(failed), reason=reason, runs=runs)
-        return Cell(kind="not_run", runs=runs)
+            return Cell(kind="fail", n_failed=len(failed), reason=reason, runs=runs, unlinked=unlinked)
+        return Cell(kind="not_run", runs=runs, unlinked=unlinked)
     vals = done[metric].to_numpy(dtype=float)
     std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
     return Cell(kind="value", mean=float(vals.mean()), std=std, n=len(vals),
-                n_failed=len(failed), reason=reason, runs=runs, digits=digits, values=vals.tolist())
+                n_failed=len(failed), reason=reason, runs=runs, unlinked=unlinked, digits=digits,
+                values=vals.tolist())
 
 
 @dataclass

@@ -2,14 +2,16 @@
 
 Our numbers are read only through :func:`ablations.results.read` (the suite's
 one results table); per-epoch curves come from each row's
-``run_dir/metrics.jsonl``.  The paper's numbers live in ``reports/paper/*.csv``
-(one CSV per table/figure, each row with a ``source`` and a ``verified`` flag).
+``run_dir/metrics.jsonl``, read (and linked) only where that run directory lies in the results' tree: the
+table's folder or the runs folder (``$MOCOBENCH_RUNS``, default ``runs/``). The paper's numbers live in
+``reports/paper/*.csv`` (one CSV per table/figure, each row with a ``source`` and a ``verified`` flag).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +19,12 @@ import numpy as np
 import pandas as pd
 
 from ablations import results as results_table
+from ablations.launcher import runs_root
 from pretrain import status
 from pretrain import mechanisms
 from pretrain.errors import UserError
 from pretrain.rundir import RunDir
+from . import paths
 from .errors import ReportError
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
@@ -48,10 +52,16 @@ def _to_bool(v):
     return _BOOL.get(s)
 
 
+# control characters (newlines, tabs, terminal escapes) and the bidirectional overrides that reorder what a reader
+# sees: no table text needs them, and each one could break a Markdown row, a LaTeX cell or the CLI's output
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+")
+
+
 def _to_text(v):
+    """A table's text value, stripped, control characters as one space; None for an empty one."""
     if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
         return None
-    s = str(v).strip()
+    s = _CONTROL.sub(" ", str(v)).strip()
     return s if s and s.lower() not in ("nan", "<na>", "none") else None
 
 
@@ -73,6 +83,7 @@ class Results:
     path: Path
     exists: bool
     base_dirs: list = field(default_factory=list)
+    roots: list = field(default_factory=list)    # the results' tree: no run directory is linked or read outside
 
     def grid(self, name: str) -> pd.DataFrame:
         return self.df[self.df["grid"] == name].copy()
@@ -98,22 +109,17 @@ class Results:
                     m |= sub["dataset"].isna() & sub["arch"].isna()
                 out.append((f"{p}-{ds}-{arch}", sub[m]))
         return [(name, Results(df=d.reset_index(drop=True), path=self.path, exists=self.exists,
-                               base_dirs=self.base_dirs)) for name, d in out]
+                               base_dirs=self.base_dirs, roots=self.roots)) for name, d in out]
 
     def run_path(self, run_dir) -> Path | None:
-        """The run directory of a row, resolved (absolute, or relative to the
-        results table's folder, the repository root or the working directory)."""
+        """The run directory of a row, resolved (absolute, or relative to the results table's folder, the
+        repository root or the working directory), and only where it lies in the results' tree (the table's
+        folder or the runs folder, :func:`reports.paths.run_dir_path`): None for a URL or a path outside it,
+        which the report shows as text and neither links nor reads."""
         if run_dir is None or (isinstance(run_dir, float) and math.isnan(run_dir)) \
                 or str(run_dir).strip() in ("", "nan", "<NA>"):
             return None
-        p = Path(str(run_dir))
-        if p.is_absolute():
-            return p
-        cands = [d / p for d in self.base_dirs]
-        for c in cands:
-            if c.exists():
-                return c.resolve()
-        return cands[0].resolve() if cands else p.resolve()
+        return paths.run_dir_path(str(run_dir), self.base_dirs, self.roots)
 
 
 NUMERIC = ["moco_k", "moco_m", "moco_t", "bn_splits", "epochs", "batch_size", "lr", "lr_effective", "seed",
@@ -165,7 +171,8 @@ def load_results(path: str | os.PathLike | None) -> Results:
     for b in bases:
         if b not in uniq:
             uniq.append(b)
-    return Results(df=df.reset_index(drop=True), path=p, exists=exists, base_dirs=uniq)
+    roots = [p.resolve().parent, runs_root()]
+    return Results(df=df.reset_index(drop=True), path=p, exists=exists, base_dirs=uniq, roots=roots)
 
 
 def read_curve(run_path: Path | None) -> pd.DataFrame | None:

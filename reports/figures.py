@@ -10,7 +10,8 @@
 Accuracy figures show every seed as a dot beside the mean line, and the baselines (random init, raw pixels)
 as horizontal lines.
 
-Every figure is written as PNG, SVG and PDF (temp file + rename).
+Every figure is written as PNG, SVG and PDF (temp file + rename). Text from the results table is drawn as
+plain text (``text.parse_math`` off in :data:`STYLE`).
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ STYLE = {
     "axes.spines.top": False, "axes.spines.right": False, "lines.linewidth": 1.8,
     "lines.markersize": 6, "svg.fonttype": "none", "pdf.fonttype": 42,
     "figure.facecolor": "white", "axes.facecolor": "white", "savefig.facecolor": "white",
+    # labels carry table text (the preset, a mechanism, a claim's per-value labels): plain text, never mathtext
+    # (two `$` in a preset's name would otherwise be typeset, or fail to parse and stop the report)
+    "text.parse_math": False,
 }
 
 

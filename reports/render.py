@@ -1,29 +1,46 @@
 """Rendering the report: Markdown (``report.md``) and one self-contained HTML
-page (``index.html``, figures embedded as base64 PNG, no external resource)."""
+page (``index.html``, figures embedded as base64 PNG, no external resource).
+
+Table text is input, not markup: every value from the results table is escaped for the format it lands in
+(:func:`md_escape` for Markdown, ``html.escape`` for HTML, :func:`latex_escape` / the Styler's
+``escape="latex"`` for LaTeX), so a cell cannot end a table row, open a link or inject HTML or a TeX command.
+Links are made only by :func:`reports.paths.href` (relative, percent-encoded), to run directories inside the
+results' tree."""
 from __future__ import annotations
 
 import base64
 import html
-import os
+import re
 from pathlib import Path
 
 from pretrain.fileio import atomic_write_text
 
 from .cells import Cell, Table
+from .paths import href
 
 STATUS_COLOR = {"reproduced": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#bf8700",
                 "not run": "#6e7781"}
 VERDICT_COLUMNS = ["claim", "source", "verdict", "effect ± 95 % CI", "seeds", "test", "numbers behind it"]
 
 
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIAL))
+
+
+def latex_escape(s: str) -> str:
+    """``s`` as LaTeX text: every character TeX reads as a command or markup escaped (as ``escape="latex"``)."""
+    return _LATEX_RE.sub(lambda m: _LATEX_SPECIAL[m.group(0)], str(s))
+
+
 def latex(frame, caption: str = "", note: str = "") -> str:
-    """A table as LaTeX (pandas ``Styler.to_latex``, booktabs rules, special characters escaped)."""
+    """A table as LaTeX (pandas ``Styler.to_latex``, booktabs rules, special characters escaped in the cells,
+    the header and the caption)."""
     import pandas as pd
     df = pd.DataFrame(frame).astype(str)
     st = df.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     cap = caption + (f". {note}" if note else "")
-    tex = st.to_latex(hrules=True, caption=cap.replace("%", r"\%").replace("_", r"\_").replace("&", r"\&")
-                      .replace("#", r"\#") or None, position_float="centering")
+    tex = st.to_latex(hrules=True, caption=latex_escape(cap) or None, position_float="centering")
     for u, t in LATEX_SYMBOLS.items():
         tex = tex.replace(u, t)
     return tex
@@ -43,31 +60,39 @@ def write_atomic(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def _rel(p: Path, out_dir: Path) -> str:
-    return Path(os.path.relpath(Path(p).resolve(), Path(out_dir).resolve())).as_posix()
-
-
 # -------------------------------------------------------------------- Markdown
-def _md_escape(s: str) -> str:
-    return s.replace("|", "\\|")
+_MD_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_MD_RE = re.compile(r"[\\`*_\[\]|~$&<>]|\r\n|[\r\n]")
+
+
+def md_escape(s) -> str:
+    """``s`` as Markdown text: ``\\ ` * _ [ ] | ~ $`` backslash-escaped, ``& < >`` as entities (no flavour reads
+    an entity as HTML), a line break as a space; so it can sit in a table cell without splitting it, open no
+    link, emphasis, code span or HTML tag."""
+    def sub(m):
+        c = m.group(0)
+        if c in _MD_ENTITY:
+            return _MD_ENTITY[c]
+        return " " if c in ("\r\n", "\r", "\n") else "\\" + c
+    return _MD_RE.sub(sub, str(s))
 
 
 def md_cell(c: Cell, out_dir: Path) -> str:
-    s = _md_escape(c.label())
+    s = md_escape(c.label())
     if c.runs:
-        links = [_rel(r, out_dir) for r in c.runs]
+        links = [href(r, out_dir) for r in c.runs]
         s = f"[{s}]({links[0]})"
         if len(links) > 1:
             s += " " + " ".join(f"[{i + 1}]({l})" for i, l in enumerate(links[1:], start=1))
     note = c.note()
     if note:
-        s += f" ({note})"
+        s += f" ({md_escape(note)})"
     return s
 
 
 def md_table(t: Table, out_dir: Path) -> str:
     lines = [f"### {t.title}", ""]
-    lines.append("| " + " | ".join(_md_escape(c) for c in t.columns) + " |")
+    lines.append("| " + " | ".join(md_escape(c) for c in t.columns) + " |")
     lines.append("|" + "---|" * len(t.columns))
     for r in t.rows:
         lines.append("| " + " | ".join(md_cell(c, out_dir) for c in r) + " |")
@@ -77,22 +102,22 @@ def md_table(t: Table, out_dir: Path) -> str:
 
 
 def markdown(ctx: dict, out_dir: Path) -> str:
-    L = ["# mocobench: MoCo / MoCo v2 ablations, ours vs the paper" + ctx.get("title_suffix", ""), ""]
-    L += [ctx["summary_line"], ""]
+    L = ["# mocobench: MoCo / MoCo v2 ablations, ours vs the paper" + md_escape(ctx.get("title_suffix", "")), ""]
+    L += [ctx.get("summary_md", md_escape(ctx["summary_line"])), ""]
     L += md_verdicts(ctx["verdicts"], ctx.get("alpha", 0.05), ctx.get("claims_version"))
     f = ctx.get("forest")
     if f:
-        L += [f"![{f['alt']}]({_rel(f['files']['png'], out_dir)})", "",
-              f"*{f['alt']}* — [SVG]({_rel(f['files']['svg'], out_dir)}), [PDF]({_rel(f['files']['pdf'], out_dir)})",
+        L += [f"![{f['alt']}]({href(f['files']['png'], out_dir)})", "",
+              f"*{f['alt']}* — [SVG]({href(f['files']['svg'], out_dir)}), [PDF]({href(f['files']['pdf'], out_dir)})",
               ""]
     for sec in ctx["sections"]:
         L += [f"## {sec['title']}", ""]
         for f in sec.get("figures", []):
             files = f["files"]
-            L.append(f"![{f['alt']}]({_rel(files['png'], out_dir)})")
+            L.append(f"![{f['alt']}]({href(files['png'], out_dir)})")
             L.append("")
-            L.append(f"*{f['alt']}* — [SVG]({_rel(files['svg'], out_dir)}), "
-                     f"[PDF]({_rel(files['pdf'], out_dir)})")
+            L.append(f"*{f['alt']}* — [SVG]({href(files['svg'], out_dir)}), "
+                     f"[PDF]({href(files['pdf'], out_dir)})")
             L.append("")
         for t in sec.get("tables", []):
             L.append(md_table(t, out_dir))
@@ -101,25 +126,26 @@ def markdown(ctx: dict, out_dir: Path) -> str:
 
 
 def md_verdicts(vds, alpha: float = 0.05, version=None, heading: str = "## Verdicts") -> list[str]:
-    L = [heading, "", f"Each claim is a test declared in `ablations/claims.yaml`"
+    L = [heading, "", "Each claim is a test declared in `ablations/claims.yaml`"
          + (f" (version {version})" if version is not None else "") + f", judged over paired seeds at α = "
          f"{alpha:g}: reproduced = the 95 % CI of the effect is above 0 in the paper's direction and the test "
          "passes; contradicted = the CI is below 0; otherwise inconclusive.", "",
          "| " + " | ".join(VERDICT_COLUMNS) + " |", "|" + "---|" * len(VERDICT_COLUMNS)]
     for v in vds:
         note = _verdict_note(v)
-        L.append(f"| {_md_escape(v.claim)} | {v.source} | **{v.status}**"
-                 + (f" ({_md_escape(note)})" if note else "")
-                 + f" | {_md_escape(v.effect)} | {v.seeds} | {_md_escape(v.test)} | {_md_escape(v.detail)} |")
+        L.append(f"| {md_escape(v.claim)} | {md_escape(v.source)} | **{md_escape(v.status)}**"
+                 + (f" ({md_escape(note)})" if note else "")
+                 + f" | {md_escape(v.effect)} | {v.seeds} | {md_escape(v.test)} | {md_escape(v.detail)} |")
     L.append("")
     return L
 
 
 def index_markdown(ctx: dict) -> str:
     L = ["# mocobench: MoCo / MoCo v2 ablations, ours vs the paper (one report per preset)", "",
-         ctx["summary_line"], ""]
+         ctx.get("summary_md", md_escape(ctx["summary_line"])), ""]
     for u in ctx["units"]:
-        L += [f"## Preset {u['name']}", "", f"Full report: [{u['md']}]({u['md']})", "", u["summary"], ""]
+        L += [f"## Preset {md_escape(u['name'])}", "", f"Full report: [{md_escape(u['md'])}]({u['md']})", "",
+              u.get("summary_md", md_escape(u["summary"])), ""]
         L += md_verdicts(u["verdicts"], heading="### Verdicts")
     return "\n".join(L)
 
@@ -154,8 +180,9 @@ def html_verdicts(vds) -> str:
          + "</tr>"]
     for v in vds:
         note = _verdict_note(v)
-        H.append(f'<tr data-claim="{v.key}"><td>{html.escape(v.claim)}</td><td>{html.escape(v.source)}</td>'
-                 f'<td><span class="badge" style="background:{STATUS_COLOR[v.status]}">{v.status}</span>'
+        H.append(f'<tr data-claim="{html.escape(v.key, quote=True)}"><td>{html.escape(v.claim)}</td>'
+                 f'<td>{html.escape(v.source)}</td>'
+                 f'<td><span class="badge" style="background:{STATUS_COLOR[v.status]}">{html.escape(v.status)}</span>'
                  + (f"<br><small>{html.escape(note)}</small>" if note else "")
                  + f"</td><td class=eff>{_html_effect(v)}</td><td class=num>{v.seeds}</td>"
                  f"<td><small>{html.escape(v.test)}</small></td>"
@@ -195,12 +222,14 @@ def html_cell(c: Cell, out_dir: Path) -> str:
     title = []
     if c.runs:
         title.append("runs: " + ", ".join(str(r) for r in c.runs))
+    if c.unlinked:
+        title.append("not linked (a URL, or outside the results' tree): " + ", ".join(c.unlinked))
     if c.reason:
         title.append("reason: " + c.reason)
     cls = {"value": "num", "fail": "fail", "not_run": "notrun"}.get(c.kind, "")
     inner = label
     if c.runs:
-        links = [html.escape(_rel(r, out_dir), quote=True) for r in c.runs]
+        links = [html.escape(href(r, out_dir), quote=True) for r in c.runs]
         inner = f'<a class="run" href="{links[0]}">{label}</a>'
         if len(links) > 1:
             inner += "<sup>" + " ".join(f'<a class="run" href="{l}">{i + 1}</a>'
@@ -213,7 +242,8 @@ def html_cell(c: Cell, out_dir: Path) -> str:
 
 
 def html_table(t: Table, out_dir: Path) -> str:
-    h = [f'<h3 id="{t.key}">{html.escape(t.title)}</h3>', f'<table data-table="{t.key}">', "<tr>"]
+    key = html.escape(t.key, quote=True)
+    h = [f'<h3 id="{key}">{html.escape(t.title)}</h3>', f'<table data-table="{key}">', "<tr>"]
     h += [f"<th>{html.escape(c)}</th>" for c in t.columns] + ["</tr>"]
     for r in t.rows:
         h.append("<tr>" + "".join(html_cell(c, out_dir) for c in r) + "</tr>")
@@ -246,16 +276,16 @@ def page(ctx: dict, out_dir: Path) -> str:
         files = f["files"]
         H.append(f'<figure><img src="{_img_b64(files["png"])}" alt="{html.escape(f["alt"], quote=True)}" '
                  f'data-figure="{f["key"]}"><figcaption>{html.escape(f["alt"])} — '
-                 f'<a href="{_rel(files["svg"], out_dir)}">SVG</a>, '
-                 f'<a href="{_rel(files["pdf"], out_dir)}">PDF</a></figcaption></figure>')
+                 f'<a href="{html.escape(href(files["svg"], out_dir), quote=True)}">SVG</a>, '
+                 f'<a href="{html.escape(href(files["pdf"], out_dir), quote=True)}">PDF</a></figcaption></figure>')
     for sec in ctx["sections"]:
         H.append(f'<h2 id="{sec["key"]}">{html.escape(sec["title"])}</h2>')
         for f in sec.get("figures", []):
             files = f["files"]
             H.append(f'<figure><img src="{_img_b64(files["png"])}" alt="{html.escape(f["alt"], quote=True)}" '
                      f'data-figure="{f["key"]}"><figcaption>{html.escape(f["alt"])} — '
-                     f'<a href="{_rel(files["svg"], out_dir)}">SVG</a>, '
-                     f'<a href="{_rel(files["pdf"], out_dir)}">PDF</a></figcaption></figure>')
+                     f'<a href="{html.escape(href(files["svg"], out_dir), quote=True)}">SVG</a>, '
+                     f'<a href="{html.escape(href(files["pdf"], out_dir), quote=True)}">PDF</a></figcaption></figure>')
         for t in sec.get("tables", []):
             H.append(html_table(t, out_dir))
     H.append('<h2 id="sources">Sources</h2><ul>')

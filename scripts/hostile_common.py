@@ -19,7 +19,10 @@ class Ctx:
     def __init__(self, repo: Path, tmp: Path):
         self.repo, self.tmp = repo, tmp
         self.env = {**os.environ, "MOCOBENCH_RUNS": str(tmp / "runs"), "MOCOBENCH_RESULTS": str(tmp / "results.csv"),
-                    "MOCOBENCH_SUBMITIT": str(tmp / "submitit"), "PYTHONWARNINGS": "ignore"}
+                    "MOCOBENCH_SUBMITIT": str(tmp / "submitit"), "PYTHONWARNINGS": "ignore",
+                    # the checkout measured first on sys.path: else the editable install and detectron2's .pth
+                    # hook (transfer.compat) would import this checkout's packages beside an older one's
+                    "PYTHONPATH": os.pathsep.join([str(repo), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
     def run(self, argv, env=None, timeout=600):
         return subprocess.run([PY, *argv], cwd=self.repo, env={**self.env, **(env or {})}, capture_output=True,
@@ -54,3 +57,20 @@ def _short_run(c: Ctx, out: Path, extra=()):
     r = c.run(["-m", "pretrain", *SHORT, *extra, "--output", str(out)])
     assert r.returncode == 0, r.stderr[-2000:]
     return r
+
+
+def refused(proc, check: str = "") -> dict:
+    """The row of a case whose input must be refused: anything but exit code 2 is flagged (``NOT refused``)."""
+    procs = proc if isinstance(proc, list) else [proc]
+    ok = all(p.returncode == 2 for p in procs)
+    return _res(procs, check if ok else " ".join(x for x in ("NOT refused", check) if x))
+
+
+def holds(row: dict) -> bool:
+    """Whether a case's row keeps the README's contract: no traceback reached the user, no exit code 1 (an
+    uncaught error), the case could run (a hang is a setup failure), and its file check found nothing wrong
+    (a check flags a bad outcome with an upper-case word: REWRITTEN, LEFT, RAN, NOT refused...)."""
+    codes = str(row.get("exit", "")).split(",")
+    alarm = any(len(w) >= 3 and w.isalpha() and w.isupper() for w in str(row.get("check", "")).split())
+    return not row.get("traceback") and "1" not in codes and row.get("exit") not in ("setup failed",) \
+        and not alarm

@@ -1,12 +1,14 @@
-"""Bad inputs and faults against the CLIs, as a hostile new user would try them (issue #12).
+"""Bad inputs and faults against the CLIs, as a hostile new user would try them.
 
-    python scripts/hostile_inputs.py [--repo DIR] [--only ID ...] [--markdown FILE]
+    python scripts/hostile_inputs.py [--repo DIR] [--only ID ...] [--json FILE] [--before BEFORE.json --markdown FILE]
 
 Each case runs the real command (``python -m pretrain``, ``python -m ablations``, ``python -m reports``) in a
 scratch directory with ``DIR`` (default: this checkout) as the working directory, so the same script measures
 an older checkout (``git worktree add /tmp/before <commit>``) and this one. It prints, per case, the exit
 codes, the last stderr line, whether a Python traceback reached the user, and what a check of the files found
-(e.g. "config.yaml unchanged"). Training cases use a few steps of the tiny preset (seconds each).
+(e.g. "config.yaml unchanged"), and whether the row keeps the README's contract (``hostile_common.holds``).
+Training cases use a few steps of the tiny preset (seconds each). ``--before`` (the ``--json`` of a run against
+an older checkout) prints the before/after table in Markdown and the counts.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hostile_common import LONG, PY, SHORT, Ctx, _popen_res, _res, _short_run  # noqa: E402
+from hostile_common import LONG, PY, SHORT, Ctx, _popen_res, _res, _short_run, holds  # noqa: E402
 
 
 # --- cases ---------------------------------------------------------------------------------------------------
@@ -32,7 +34,7 @@ def two_owners(c: Ctx):
     time.sleep(1.0)
     b = c.start(["-m", "pretrain", *LONG, "--output", str(out)])
     r = _popen_res([a, b])
-    r["check"] = "both trained, both 'done'" if r["exit"] == "0,0" else "one owner"
+    r["check"] = "BOTH trained, both 'done'" if r["exit"] == "0,0" else "one owner"
     return r
 
 
@@ -221,11 +223,33 @@ for _mod in sorted(Path(__file__).resolve().parent.glob("hostile_*.py")):
         CASES.update(_cases)
 
 
+def _cell(row: dict | None) -> str:
+    if row is None:
+        return "(not run)"
+    what = " | ".join(x for x in (("traceback " if row["traceback"] else "") + row["check"], row["stderr"]) if x)
+    return f"{row['exit']} {'ok' if holds(row) else 'FAILS'}: {what[:110]}".replace("|", "/").replace("\n", " ")
+
+
+def markdown(before: dict, after: dict) -> str:
+    """The before/after table: one row per case, then how many cases keep the contract on each side."""
+    lines = ["| case | before (exit, contract: what) | after (exit, contract: what) |", "| --- | --- | --- |"]
+    for name in after:
+        lines.append(f"| `{name}` | {_cell(before.get(name))} | {_cell(after[name])} |")
+    nb = sum(holds(before[n]) for n in after if n in before)
+    na = sum(holds(r) for r in after.values())
+    lines.append("")
+    lines.append(f"{len(after)} cases: the contract holds in {nb} of {sum(n in before for n in after)} before, "
+                 f"{na} of {len(after)} after.")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repo", default=str(Path(__file__).resolve().parent.parent))
     ap.add_argument("--only", nargs="*", default=None, choices=sorted(CASES))
     ap.add_argument("--json", default="", help="also write the results as JSON")
+    ap.add_argument("--before", default="", help="the --json of a run against another checkout: compare")
+    ap.add_argument("--markdown", default="", help="with --before: write the before/after table here")
     args = ap.parse_args(argv)
     rows = {}
     for name in args.only or CASES:
@@ -238,10 +262,16 @@ def main(argv=None) -> int:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         r = rows[name]
-        print(f"{name:22s} exit {r['exit']:6s} {'TRACEBACK ' if r['traceback'] else ''}{r['check']:30s} "
-              f"{r['stderr']}", flush=True)
+        print(f"{name:22s} exit {r['exit']:6s} {'ok   ' if holds(r) else 'FAILS'} "
+              f"{'TRACEBACK ' if r['traceback'] else ''}{r['check']:30s} {r['stderr']}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+    if args.before:
+        table = markdown(json.loads(Path(args.before).read_text()), rows)
+        print(table)
+        if args.markdown:
+            Path(args.markdown).write_text(table)
+    print(f"{sum(holds(r) for r in rows.values())} of {len(rows)} cases keep the contract")
     return 0
 
 

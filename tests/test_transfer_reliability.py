@@ -64,7 +64,7 @@ def test_failed_verification_leaves_previous_output(tmp_path):
     ck = _checkpoint(tmp_path / "r50.pth", "resnet50", "resnet50")
     out = tmp_path / "moco.pkl"
     before = pickle.dumps({"model": {"stem.conv1.weight": np.ones((64, 3, 7, 7), np.float32)},
-                           "__author__": "an earlier, verified conversion"})
+                           "__author__": "an earlier, verified conversion", "matching_heuristics": True})
     out.write_bytes(before)
     bad = tmp_path / "stem32.yaml"
     bad.write_text(f"_BASE_: {CONFIGS / 'pascal_voc_R_50_C4_24k_moco.yaml'}\n"
@@ -103,7 +103,8 @@ def test_verification_reads_a_temporary_file_beside_the_output(tmp_path, monkeyp
 
     ck = _checkpoint(tmp_path / "r50.pth", "resnet50")  # no arch: recognised from the weights
     out = tmp_path / "moco.pkl"
-    out.write_bytes(b"previous")
+    previous = pickle.dumps({"model": {}, "__author__": "MOCO", "matching_heuristics": True})  # an earlier one
+    out.write_bytes(previous)
     seen = []
 
     def refuse(pkl, config, depth):
@@ -116,12 +117,12 @@ def test_verification_reads_a_temporary_file_beside_the_output(tmp_path, monkeyp
     assert convert.main([str(ck), str(out)]) == 2
     (tmp,), old, depth = zip(*seen)
     assert tmp.parent == tmp_path and tmp.name.startswith(".moco.pkl.") and tmp.suffix == ".pkl"
-    assert old == (b"previous",) and depth == (50,)
+    assert old == (previous,) and depth == (50,)
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: detectron2 did not load the conversion of {ck} cleanly into "
                    f"pascal_voc_R_50_C4_24k_moco.yaml: 1 missing (backbone.stem.conv1.weight); "
                    f"{out} left unchanged"]
-    assert out.read_bytes() == b"previous"
+    assert out.read_bytes() == previous
     assert sorted(p.name for p in tmp_path.iterdir()) == ["moco.pkl", "r50.pth"]
 
     fresh = tmp_path / "sub" / "fresh.pkl"

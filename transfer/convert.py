@@ -36,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pretrain.errors import UserError, report
-from pretrain.fileio import atomic_path
+from pretrain.checkpoint import load
+from pretrain.errors import UserError, cli, report
+from pretrain.fileio import atomic_path, refuse_overwrite
 
 from .arch import DEPTHS, ArchError, declared_arch, infer_arch
 
@@ -51,18 +52,13 @@ class ConvertError(UserError):
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConvertError(f"checkpoint not found: {path}")
+    """The checkpoint at ``path`` through the suite's one reader (``pretrain.checkpoint.load``: tensors and
+    plain data only, so a file made to run code when unpickled is refused, not run); its problems are
+    :class:`ConvertError`."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # corrupt / not a torch file
-        raise ConvertError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}".splitlines()[0])
-    if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
-        raise ConvertError(f"{path}: not a MoCo checkpoint (no 'state_dict' dict)")
-    return obj
+        return load(path)
+    except UserError as e:
+        raise ConvertError(str(e)) from None
 
 
 def query_encoder(obj: dict, path: str = "checkpoint") -> dict:
@@ -126,6 +122,20 @@ def convert(obj: dict, path: str = "checkpoint") -> dict:
             continue  # pre-training head, not part of the backbone
         model[rename(k)] = v.detach().cpu().numpy()
     return {"model": model, "__author__": "MOCO", "matching_heuristics": True}
+
+
+def is_d2_weights(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a converted backbone (ours or the official converter's: a pickle ending in the
+    ``matching_heuristics`` key), the only existing file a conversion may replace. Read as bytes, never
+    unpickled."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+            f.seek(max(os.fstat(f.fileno()).st_size - 4096, 0))
+            tail = f.read()
+    except OSError:
+        return False
+    return head[:1] == b"\x80" and b"matching_heuristics" in tail
 
 
 def write_pkl(res: dict, out: str | os.PathLike, check=None) -> None:
@@ -205,6 +215,7 @@ def verify(pkl_path: str | os.PathLike, config: str | os.PathLike = DEFAULT_CONF
             "mismatched": mismatched}
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m transfer.convert", description=__doc__.split("\n\n")[0])
     p.add_argument("ckpt", help="pretrainer checkpoint (run_dir/checkpoint.pth) or official MoCo .pth.tar")
@@ -214,6 +225,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-verify", action="store_true", help="skip the detectron2 load check")
     a = p.parse_args(argv)
     try:
+        # the .pkl never replaces the checkpoint, the config or a file that is no detectron2 weights file
+        refuse_overwrite([a.out], [a.ckpt, a.config], ours=is_d2_weights)
         obj = load_checkpoint(a.ckpt)
         arch = encoder_arch(obj, a.ckpt)  # declared, or recognised from the weights
         res = convert(obj, a.ckpt)
@@ -236,7 +249,7 @@ def main(argv=None) -> int:
         if verified:
             print(f"verified with detectron2: {verified['matched']} backbone tensors matched, 0 unused, "
                   "0 missing, 0 mismatched")
-    except (ConvertError, ImportError, OSError) as e:
+    except (UserError, ImportError, OSError) as e:
         return report(e)
     return 0
 

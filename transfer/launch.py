@@ -20,6 +20,8 @@ import itertools
 import sys
 from pathlib import Path
 
+from pretrain.errors import UserError, cli, report
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -40,6 +42,7 @@ def _job(config, weights, trial, opts, num_gpus, eval_only=False, output=None):
     return run(config, weights, trial, output, opts, num_gpus, eval_only=eval_only)
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m transfer.launch", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,7 +65,6 @@ def main(argv=None) -> int:
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[])
     a = p.parse_args(argv)
 
-    from pretrain.errors import UserError, report
     for f in a.configs + a.weights:
         if "://" not in f and not Path(f).is_file():
             return report(UserError(f"not found: {f}"))

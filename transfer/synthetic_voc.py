@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from pretrain.errors import report
+from pretrain.errors import cli, report
 from pretrain.fileio import atomic_dir
 
 CLASS_NAMES = (
@@ -148,6 +148,7 @@ def generate(out: str | os.PathLike, images: int = 24, test_images: int | None =
     return {**splits, "objects": n_obj}
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m transfer.synthetic_voc",
                                 description=__doc__.split("\n\n")[0])

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from pretrain.fileio import atomic_write_json, git_sha
-from pretrain.errors import UserError, report
+from pretrain.errors import UserError, cli, report
 
 from .d2config import check_datasets, config_digest, load_cfg, task_of
 
@@ -275,6 +275,7 @@ def run(config, weights=None, trial: int = 0, output=None, opts=(), num_gpus=Non
     return row
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m transfer.train",
                                 description=__doc__.split("\n\n")[0],

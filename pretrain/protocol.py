@@ -1,0 +1,72 @@
+"""The linear protocol's settings (:class:`LinclsConfig`, the official ``main_lincls.py`` defaults) and what
+makes a result file a result for them (:func:`result_for`). Torch-free: the grid launcher decides from it
+whether a run's linear protocol is done, without loading torch."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .fileio import read_json
+
+
+@dataclass
+class LinclsConfig:
+    """The official linear-protocol defaults."""
+    epochs: int = 100
+    lr: float = 30.0
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 256                   # total over all processes
+    schedule: list = field(default_factory=lambda: [60, 80])
+    cache_features: bool | None = None      # None: cache for fixed-size datasets
+    seed: int = 0
+
+
+def file_stat(path) -> list | None:
+    """A file's size and modification time (ns), or None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def provenance(lc: LinclsConfig, cache: bool, fingerprint: str, ckpt_path) -> dict:
+    """What a result was computed with (read back by :func:`result_for`): the protocol's settings
+    (``lincls_config``, ``cache_features`` as run), the backbone's fingerprint and the checkpoint file's size
+    and modification time when it was read."""
+    return {"lincls_config": {**dataclasses.asdict(lc), "cache_features": bool(cache)},
+            "backbone": fingerprint, "checkpoint_stat": file_stat(ckpt_path)}
+
+
+def is_result(path) -> bool:
+    """Whether ``path`` holds a linear-protocol result (a JSON object with ``lincls_acc1``): the only existing
+    file a result JSON may replace."""
+    d = read_json(path)
+    return isinstance(d, dict) and "lincls_acc1" in d
+
+
+def result_for(path, lc: LinclsConfig | None = None, ckpt_path=None) -> dict | None:
+    """The linear-protocol result at ``path`` if it is one for the protocol asked (``lc``, default the
+    official one): it records the settings it ran with and they are ``lc``'s (``cache_features`` None = the
+    dataset's default, either), and, with ``ckpt_path``, it was computed from that checkpoint file as it is now
+    (the size and modification time recorded when the result read it; a checkpoint since deleted is not
+    compared). None otherwise (missing, unreadable, hand-written, another protocol, a checkpoint trained on or
+    replaced since): such a file is no result for ``lc`` and the protocol is run again."""
+    lc = lc or LinclsConfig()
+    res = read_json(path)
+    if not isinstance(res, dict) or not isinstance(res.get("lincls_acc1"), (int, float)):
+        return None
+    rec = res.get("lincls_config")
+    if not isinstance(rec, dict) or not isinstance(res.get("backbone"), str):
+        return None
+    for k, v in dataclasses.asdict(lc).items():
+        if k == "cache_features" and v is None:
+            continue
+        if k not in rec or rec[k] != v:
+            return None
+    if ckpt_path is not None and Path(ckpt_path).is_file() and res.get("checkpoint_stat") != file_stat(ckpt_path):
+        return None
+    return res
