@@ -116,6 +116,7 @@ def run(preset: str, seeds: int | None = None, lincls: bool = True, sets: dict |
             f = linear_random_init if baseline == RANDOM_INIT else linear_raw_pixels
             res = f(cfg, device=dev, progress=False, sets=data)
             row["lincls_acc1"], row["lincls_acc5"] = res["lincls_acc1"], res["lincls_acc5"]
+            row["lincls_protocol"] = res.get("protocol", "sgd")
         row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         results.upsert([row], results_path, key=("grid", "run_id"))
         rows.append(row)

@@ -72,6 +72,7 @@ def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg: Co
         for k in ("lincls_acc1", "lincls_acc5"):
             if lin.get(k) is not None:
                 row[k] = lin[k]
+        row["lincls_protocol"] = lin.get("protocol", "sgd")
     return row
 
 

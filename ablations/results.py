@@ -33,6 +33,9 @@ swept keys    mechanism, moco_k, moco_m, moco_t, shuffle_bn, bn_splits, mlp,
 metrics       loss, pretext_acc1, pretext_acc5, knn_acc, knn_init (kNN of the same network at
               random init, where fail_below_init measured it), lincls_acc1, lincls_acc5
               (final values, accuracies in %)
+lincls        lincls_protocol: which linear protocol lincls_acc1/5 come from, sgd
+              (main_lincls.py's) or logreg (the converged probe, pretrain/probe.py); empty in a
+              table written before the column existed (sgd)
 cost          wall_s, images_per_s, peak_mem_mb, step_time_s, world_size (processes)
 provenance    host, git_sha, finished_at (ISO 8601)
 transfer      task (voc|coco), config, weights, trial, AP50, AP, AP75,
@@ -64,10 +67,11 @@ METRICS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "knn_init", "lincl
 COST = ["wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "world_size"]
 PROVENANCE = ["host", "git_sha", "finished_at"]
 TRANSFER = ["task", "config", "weights", "trial", "AP50", "AP", "AP75", "APm"]
-COLUMNS = IDENTITY + SWEPT + METRICS + COST + PROVENANCE + TRANSFER
+LINCLS = ["lincls_protocol"]      # which linear protocol lincls_acc1/5 are: sgd (main_lincls.py) or logreg (the probe)
+COLUMNS = IDENTITY + SWEPT + METRICS + LINCLS + COST + PROVENANCE + TRANSFER
 
 STATUSES = ("pending", "running", S.DONE, S.DIVERGED, S.NOT_CONVERGED, S.ERROR)
-TEXT = IDENTITY + ["host", "git_sha", "finished_at", "task", "config", "weights"]
+TEXT = IDENTITY + LINCLS + ["host", "git_sha", "finished_at", "task", "config", "weights"]
 REQUIRED = ["grid", "run_id", "status"]
 NUMERIC = (["moco_k", "moco_m", "moco_t", "bn_splits", "epochs", "batch_size", "lr", "lr_effective", "seed"]
            + METRICS + COST

@@ -46,7 +46,8 @@ from . import distributed as D
 from .augment import normalize_batch, resized_crop, sample_crops
 from .checkpoint import load, load_backbone
 from .fileio import atomic_save, atomic_write_json, atomic_write_text, refuse_overwrite
-from .protocol import LinclsConfig, is_result, provenance, result_for  # noqa: F401 (result_for: the API)
+from .probe import ProbeConfig, linear_probe
+from .protocol import PROTOCOLS, LinclsConfig, is_result, provenance, result_for  # noqa: F401 (the API)
 from .rundir import RunDir
 from .encoder import backbone_forward, feature_dim
 from .errors import UserError, cli, die
@@ -119,6 +120,10 @@ def _summary_line(res: dict) -> str:
     s = f"linear protocol: top-1 {res['lincls_acc1']:.2f}%  top-5 {res['lincls_acc5']:.2f}%"
     if res.get("lincls_best_acc1") is not None:
         s += f"  (best top-1 {res['lincls_best_acc1']:.2f}% at epoch {res['lincls_best_epoch']})"
+    if res.get("protocol") == "logreg":
+        return s + (f"  [logreg probe: lambda {res['lambda']:g}, {res['iterations']} L-BFGS iterations, gradient "
+                    f"norm {res['grad_norm']:.1e}{'' if res['converged'] else ' NOT CONVERGED'}, "
+                    f"{res['seconds']:.0f}s, {res['checkpoint']}]")
     return s + (f"  [{res['epochs']} epochs, {res['seconds']:.0f}s, cached features: {res['cache_features']}, "
                 f"{res['checkpoint']}]")
 
@@ -164,6 +169,8 @@ def run(ckpt_path: str, lc: LinclsConfig | None = None, preset: str | None = Non
     lc = lc or LinclsConfig()
     if lc.epochs < 1 or lc.batch_size < 1 or not lc.lr > 0:
         raise UserError("epochs and batch size must be >= 1 and lr > 0")
+    if lc.protocol not in PROTOCOLS:
+        raise UserError(f"linear protocol {lc.protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     out_path, lck_path, metrics_path = output_paths(ckpt_path, out)
     check_writable(out_path)
     # nothing replaces the checkpoint or a user's own file (the per-epoch checkpoint is checked on resume)
@@ -183,6 +190,9 @@ def run(ckpt_path: str, lc: LinclsConfig | None = None, preset: str | None = Non
             return _run_fixed(ckpt_path, lc, cfg, enc, state, dev, out_path, progress)
         if lc.cache_features:
             raise UserError("--cache-features needs a fixed-size dataset; imagefolder runs the augmented protocol")
+        if lc.protocol != "sgd":
+            raise UserError(f"--protocol {lc.protocol} needs a fixed-size dataset; imagefolder runs main_lincls.py's "
+                            f"augmented SGD protocol (--protocol sgd)")
         return _run_imagefolder(ckpt_path, lc, cfg, enc, state, imagefolder_sets(cfg), dev, out_path, lck_path,
                                 metrics_path, progress)
     finally:
@@ -221,6 +231,8 @@ def fixed_protocol(lc: LinclsConfig, cfg, feats, dim: int, dev, progress: bool =
         raise UserError("the fixed-size linear protocol needs a fixed-size dataset (cifar10/100, stl10, "
                         "fashion_mnist, synthetic), not imagefolder")
     (tr_x, tr_y), (te_x, te_y) = sets if sets is not None else eval_loaders(cfg)
+    if lc.protocol == "logreg":
+        return _probe_protocol(lc, cfg, feats, dev, (tr_x, tr_y), (te_x, te_y))
     cache = lc.cache_features if lc.cache_features is not None else True
     classes = int(max(int(tr_y.max()), int(te_y.max())) + 1)
     fc = _new_fc_dim(dim, classes, dev)
@@ -264,8 +276,23 @@ def fixed_protocol(lc: LinclsConfig, cfg, feats, dim: int, dev, progress: bool =
             logits = fc(feats(normalize_batch(xb.to(dev), mean, std, cfg.image_size)))
             a, b = _accuracy(logits, yb.to(dev))
             c1, c5 = c1 + a, c5 + b
-    return {"lincls_acc1": 100.0 * c1 / len(te_y), "lincls_acc5": 100.0 * c5 / len(te_y), "epochs": lc.epochs,
-            "lr": lc.lr, "cache_features": cache, "seconds": time.time() - t0}
+    return {"lincls_acc1": 100.0 * c1 / len(te_y), "lincls_acc5": 100.0 * c5 / len(te_y), "protocol": "sgd",
+            "epochs": lc.epochs, "lr": lc.lr, "cache_features": cache, "seconds": time.time() - t0}
+
+
+def _probe_protocol(lc: LinclsConfig, cfg, feats, dev, train, test) -> dict:
+    """The converged probe (:func:`pretrain.probe.linear_probe`) on the frozen features of the un-augmented
+    training and test images (cached: the probe is a convex fit on fixed features)."""
+    if lc.cache_features is False:
+        raise UserError("--protocol logreg fits cached features; --no-cache-features is the SGD protocol's")
+    mean, std = data.stats(cfg)
+    t0 = time.time()
+    with torch.no_grad():
+        f = [torch.cat([feats(normalize_batch(b.to(dev), mean, std, cfg.image_size)).float().cpu()
+                        for b in x.split(512)]).numpy() for x in (train[0], test[0])]
+    res = linear_probe(f[0], train[1].numpy(), f[1], test[1].numpy(), ProbeConfig(seed=lc.seed))
+    return {**res, "cache_features": True, "feature_seconds": time.time() - t0 - res["seconds"],
+            "seconds": time.time() - t0}
 
 
 # -- ImageFolder: the official augmented protocol (main_lincls.py), DDP-capable, resumable -----------------
@@ -452,6 +479,9 @@ def main(argv=None) -> int:
     p.add_argument("--schedule", type=int, nargs="+", default=d.schedule)
     p.add_argument("--cache-features", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--protocol", default=d.protocol, choices=PROTOCOLS,
+                   help="sgd: main_lincls.py's (default); logreg: the converged probe (pretrain/probe.py), "
+                        "fixed-size datasets")
     p.add_argument("--preset", default=None, help="architecture/data preset for an official MoCo checkpoint")
     p.add_argument("--data", default=None, help="dataset root (default: the checkpoint config's data path)")
     p.add_argument("--workers", type=int, default=None,
@@ -462,7 +492,7 @@ def main(argv=None) -> int:
     p.add_argument("--dist-timeout-min", type=int, default=60, help="timeout of the process group's collectives")
     a = p.parse_args(argv)
     lc = LinclsConfig(a.epochs, a.lr, a.momentum, a.weight_decay, a.batch_size, a.schedule, a.cache_features,
-                      a.seed)
+                      a.seed, a.protocol)
     try:
         if a.workers is not None and a.workers < 0:
             raise UserError("--workers must be >= 0")

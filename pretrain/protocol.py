@@ -11,9 +11,14 @@ from pathlib import Path
 from .fileio import read_json
 
 
+#: the linear protocols: main_lincls.py's SGD (the paper's number) and the converged probe (pretrain.probe)
+PROTOCOLS = ("sgd", "logreg")
+
+
 @dataclass
 class LinclsConfig:
-    """The official linear-protocol defaults."""
+    """The official linear-protocol defaults (``protocol`` sgd); ``protocol: logreg`` is the converged probe of
+    :mod:`pretrain.probe` on cached features of a fixed-size dataset (the SGD keys do not apply to it)."""
     epochs: int = 100
     lr: float = 30.0
     momentum: float = 0.9
@@ -22,6 +27,7 @@ class LinclsConfig:
     schedule: list = field(default_factory=lambda: [60, 80])
     cache_features: bool | None = None      # None: cache for fixed-size datasets
     seed: int = 0
+    protocol: str = "sgd"
 
 
 def file_stat(path) -> list | None:
