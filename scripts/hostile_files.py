@@ -128,7 +128,9 @@ def handwritten_lincls(c: Ctx):
     lin = json.loads((run_dir / "lincls.json").read_text())
     res = c.tmp / "results.csv"
     taken = res.exists() and "99.9" in res.read_text()
-    return _res(r, ("hand-written 99.9 TAKEN" if taken else "protocol re-run")
+    rerun = lin.get("epochs") != 1
+    return _res(r, ("hand-written 99.9 TAKEN; " if taken else "") + ("protocol re-run" if rerun else
+                                                                    "protocol NOT re-run")
                 + f", lincls.json epochs {lin.get('epochs')}")
 
 
