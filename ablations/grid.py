@@ -48,7 +48,7 @@ from pathlib import Path
 
 import yaml
 
-from pretrain.config import Config, load_config, read_yaml_mapping
+from pretrain.config import FIELD_NAMES, Config, _check_keys, _coerce, load_config, read_yaml_mapping
 from pretrain.errors import UserError
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
@@ -300,7 +300,6 @@ def swept_keys(grid: dict) -> list[str]:
 def check_sets(grid: dict, sets: dict | None) -> None:
     """``--set KEY=VALUE`` on a key the grid sweeps would give every run the same value under the swept
     labels: refused (``seed`` excepted: ``--set seed=S`` replaces the seed axis). Unknown keys are refused."""
-    from pretrain.config import _check_keys
     _check_keys(sets or {}, "--set")
     for k in sets or {}:
         if k != "seed" and k in swept_keys(grid):
@@ -312,7 +311,6 @@ def check_sets(grid: dict, sets: dict | None) -> None:
 def _subset_for_drop(fixed: dict, base: dict, grid: str) -> int:
     """The pretraining images of the grid's runs for ``drop_k_above: subset``: the fixed values' (``--set``
     included) ``subset``, else the preset's (``base``; 0 = all)."""
-    from pretrain.config import _coerce
     if "subset" in fixed:
         return _coerce("subset", _resolve({"subset": fixed["subset"]}, base, grid)["subset"])
     return base["subset"]
@@ -327,7 +325,6 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
     on top of the fixed ones (so ``drop_k_above: subset`` and ``0.6*epochs`` see them); a swept key is refused
     (:func:`check_sets`). Each run's config is resolved here, once (``RunSpec.cfg``); the preset alone is
     read once for the values relative to it."""
-    from pretrain.config import FIELD_NAMES
     check_sets(grid, sets)
     sets = {k: v for k, v in (sets or {}).items() if k != "seed"}
     presets = grid["presets"]
@@ -358,7 +355,6 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
             if any(_matches(r, d) for d in drops):
                 continue
             if k_max:
-                from pretrain.config import _coerce
                 k = _coerce("moco_k", r.get("moco_k", fixed.get("moco_k", 0)) or 0)
                 if k > k_max:
                     k_dropped.append(k)

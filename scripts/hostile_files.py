@@ -11,10 +11,11 @@ from hostile_common import PY, SHORT, Ctx, _res, _short_run, refused
 # a pickle whose loading touches the marker file (harmless stand-in for any command); the checkpoint around it
 # is a real, loadable run checkpoint, so only the payload decides whether a reader refuses it
 _EVIL = ("import pathlib, sys, torch\n"
+         "from pretrain.checkpoint import load\n"
          "class Payload:\n"
          "    def __reduce__(self):\n"
          "        return (pathlib.Path.touch, (sys.argv[3],))\n"
-         "ck = torch.load(sys.argv[1], weights_only=False)\n"
+         "ck = load(sys.argv[1])\n"
          "ck['note'] = Payload()\n"
          "torch.save(ck, sys.argv[2])\n")
 
@@ -25,7 +26,7 @@ def _evil(c: Ctx):
     _short_run(c, out)
     evil, marker = c.tmp / "evil.pth", c.tmp / "PAYLOAD_RAN"
     subprocess.run([PY, "-c", _EVIL, str(out / "checkpoint.pth"), str(evil), str(marker)], check=True,
-                   capture_output=True)
+                   capture_output=True, cwd=c.repo, env=c.env)
     return out, evil, marker
 
 

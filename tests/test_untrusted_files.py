@@ -50,7 +50,7 @@ def _one_error(r) -> str:
 
 
 def _evil_copy(ck_path, dest, marker):
-    ck = torch.load(ck_path, weights_only=False)
+    ck = C.load(ck_path)
     ck["note"] = Payload(marker)
     torch.save(ck, dest)
     assert not marker.exists()
@@ -196,7 +196,7 @@ def test_a_result_counts_only_for_its_protocol_and_checkpoint(trained, tmp_path)
     assert result_for(out, LinclsConfig(epochs=2, batch_size=64, lr=0.1)) is None
     assert result_for(out, LinclsConfig()) is None
     other = tmp_path / "other.pth"                             # another backbone
-    ck = torch.load(d / "checkpoint.pth", weights_only=False)
+    ck = C.load(d / "checkpoint.pth")
     ck["state_dict"] = {k: v + 1 if v.is_floating_point() else v for k, v in ck["state_dict"].items()}
     torch.save(ck, other)
     assert result_for(out, lc, other) is None
