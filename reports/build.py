@@ -17,14 +17,46 @@ from tqdm import tqdm
 
 from . import claims, data, figures, paths, render, tables
 
+REFERENCE_RESULTS = Path(__file__).resolve().parent / "reference" / "tiny" / "results.csv"
+REFERENCE_CLAIMS_VERSION = 1        # the claims version the committed reference set was judged by
 
-def build(results_path=None, out_dir="reports/out", progress: bool = True) -> dict:
-    """The report of every preset in the results table. One preset (or none): the report is ``out_dir``
-    itself. Several: one complete report per preset in ``out_dir/<preset>/`` and an index page in
-    ``out_dir`` with each preset's verdicts (presets, datasets and archs are never pooled)."""
+
+def is_reference(results_path) -> bool:
+    """The committed tiny reference set (that file, or a byte-identical copy)."""
+    if not results_path:
+        return False
+    p = Path(results_path)
+    try:
+        return p.resolve() == REFERENCE_RESULTS or p.read_bytes() == REFERENCE_RESULTS.read_bytes()
+    except OSError:
+        return False
+
+
+def claims_line(spec: dict, results_path=None) -> str:
+    """Which claims judged the report: the file and its version; judged under another version than its own,
+    the committed reference set is labelled exploratory (its seeds were seen when the rules were written)."""
+    path = Path(spec.get("path", claims.CLAIMS_FILE))
+    try:
+        shown = str(path.resolve().relative_to(data.REPO_ROOT))
+    except ValueError:
+        shown = str(path)
+    s = f"Claims: {shown} (version {spec['version']})"
+    if spec["version"] != REFERENCE_CLAIMS_VERSION and is_reference(results_path):
+        s += (f" — claims v{spec['version']} on the v{REFERENCE_CLAIMS_VERSION} (design-seed, exploratory) set: "
+              f"the committed reference was judged by claims v{REFERENCE_CLAIMS_VERSION}")
+    return s + "."
+
+
+def build(results_path=None, out_dir="reports/out", progress: bool = True, claims_path=None) -> dict:
+    """The report of every preset in the results table, judged by the claims file ``claims_path`` (default
+    ``ablations/claims.yaml``). One preset (or none): the report is ``out_dir`` itself. Several: one complete
+    report per preset in ``out_dir/<preset>/`` and an index page in ``out_dir`` with each preset's verdicts
+    (presets, datasets and archs are never pooled)."""
     out_dir = Path(out_dir)
     res = data.load_results(results_path)
-    spec = claims.load()
+    spec = claims.load(claims_path or claims.CLAIMS_FILE)
+    spec["line"] = claims_line(spec, results_path)
+    spec["rules"] = claims.rules_text(spec)
     units = res.units()
     if len(units) <= 1:
         name, r = units[0] if units else ("", res)
@@ -40,28 +72,42 @@ def build(results_path=None, out_dir="reports/out", progress: bool = True) -> di
         return (f"Results table {esc(res.path)}: {len(res.df)} rows in {len(units)} presets, each judged on its "
                 "own: " + ", ".join(esc(n) for n in names) + ".")
     summary = index_summary(str)
-    ctx = {"summary_line": summary, "summary_md": index_summary(render.md_escape),
+    ctx = {"summary_line": summary, "summary_md": index_summary(render.md_escape), "claims_line": spec["line"],
+           "rules": spec["rules"],
            "units": [{"name": n, "href": paths.href(dirs[n] / "index.html", out_dir),
                       "md": paths.href(dirs[n] / "report.md", out_dir), "summary": reports[n]["summary"],
                       "summary_md": reports[n]["summary_md"], "verdicts": reports[n]["verdicts"]} for n in names]}
-    _write_verdicts(out_dir, vds)
+    _write_verdicts(out_dir, vds, spec)
     render.write_atomic(out_dir / "report.md", render.index_markdown(ctx))
     render.write_atomic(out_dir / "index.html", render.index_page(ctx))
     return {"results": res, "presets": reports, "verdicts": vds, "html": out_dir / "index.html",
-            "markdown": out_dir / "report.md", "summary": summary}
+            "markdown": out_dir / "report.md", "summary": summary, "claims": spec}
 
 
-def _write_verdicts(out_dir: Path, vds: list) -> None:
+VERDICT_CSV_V1 = ["preset", "key", "claim", "source", "verdict", "effect_95ci", "seeds", "runs", "test", "notes",
+                  "numbers"]
+VERDICT_CSV_V2 = VERDICT_CSV_V1 + ["reason", "claims"]      # version 2: why not judgeable; the claims file
+
+
+def _write_verdicts(out_dir: Path, vds: list, spec: dict) -> None:
+    """verdicts.csv and verdicts.tex; version 1 keeps its columns exactly (the committed reference's)."""
+    v2 = spec["version"] >= 2
+    name = f"{Path(spec.get('path', claims.CLAIMS_FILE)).name} v{spec['version']}"
     vdf = pd.DataFrame([{"preset": v.unit_name, "key": v.key, "claim": v.claim, "source": v.source,
                          "verdict": v.status, "effect_95ci": v.effect, "seeds": v.seeds, "runs": v.runs,
-                         "test": v.test, "notes": "; ".join(v.notes), "numbers": v.detail} for v in vds],
-                       columns=["preset", "key", "claim", "source", "verdict", "effect_95ci", "seeds", "runs",
-                                "test", "notes", "numbers"])
+                         "test": v.test, "notes": "; ".join(v.notes), "numbers": v.detail, "reason": v.reason,
+                         "claims": name} for v in vds],
+                       columns=VERDICT_CSV_V2 if v2 else VERDICT_CSV_V1)
     out_dir.mkdir(parents=True, exist_ok=True)
     render.write_atomic(out_dir / "verdicts.csv", vdf.to_csv(index=False))
-    render.write_atomic(out_dir / "verdicts.tex", render.latex(
-        vdf[["claim", "verdict", "effect_95ci", "seeds", "test"]],
-        "Verdicts" + (f" ({vds[0].unit_name})" if vds and len({v.unit_name for v in vds}) == 1 else "")))
+    caption = "Verdicts" + (f" ({vds[0].unit_name})" if vds and len({v.unit_name for v in vds}) == 1 else "")
+    if v2:
+        render.write_atomic(out_dir / "verdicts.tex", render.latex(
+            vdf[["claim", "verdict", "effect_95ci", "seeds", "test", "reason"]], caption,
+            f"claims {name}; estimand: {claims.ESTIMAND}"))
+    else:
+        render.write_atomic(out_dir / "verdicts.tex", render.latex(
+            vdf[["claim", "verdict", "effect_95ci", "seeds", "test"]], caption))
 
 
 def build_unit(res: data.Results, out_dir: Path, name: str, spec: dict, progress: bool = True) -> dict:
@@ -98,6 +144,8 @@ def build_unit(res: data.Results, out_dir: Path, name: str, spec: dict, progress
         "summary_md": _unit_summary(res, name, render.md_escape),
         "verdicts": vds,
         "claims_version": spec.get("version"),
+        "claims_line": spec.get("line", ""),
+        "rules": spec.get("rules", ""),
         "alpha": spec["alpha"],
         "forest": {"key": "forest", "files": figs["forest"],
                    "alt": "Forest plot: every claim's effect with its 95 % confidence interval"},
@@ -131,13 +179,13 @@ def build_unit(res: data.Results, out_dir: Path, name: str, spec: dict, progress
         for t in sec.get("tables", []):
             render.write_atomic(out_dir / "tables" / f"{t.key}.csv", t.frame().to_csv(index=False))
             render.write_atomic(out_dir / "tables" / f"{t.key}.tex", render.latex(t.frame(), t.title, t.caption))
-    _write_verdicts(out_dir, vds)
+    _write_verdicts(out_dir, vds, spec)
     steps.update(1)
     render.write_atomic(out_dir / "report.md", render.markdown(ctx, out_dir))
     render.write_atomic(out_dir / "index.html", render.page(ctx, out_dir))
     steps.update(1)
     steps.close()
-    return {"results": res, "parts": parts, "verdicts": vds, "figures": figs,
+    return {"results": res, "parts": parts, "verdicts": vds, "figures": figs, "claims": spec,
             "html": out_dir / "index.html", "markdown": out_dir / "report.md",
             "summary": summary, "summary_md": ctx["summary_md"], "preset": name}
 

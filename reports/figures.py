@@ -5,7 +5,8 @@
 * ``figA1_shuffle_bn``: MoCo Fig. A.1, pretext and kNN accuracy over epochs,
   shuffle-BN on (solid) vs off (dashed),
 * ``cost``: throughput and peak memory vs K per mechanism,
-* ``forest``: every claim's effect with its 95 % CI and the zero line (the whole reproduction in one picture).
+* ``forest``: every claim's effect with its 95 % CI and the zero line (the whole reproduction in one picture);
+  a not-judgeable comparison (claims version 2) as a purple hollow square with its reason beside it.
 
 Accuracy figures show every seed as a dot beside the mean line, and the baselines (random init, raw pixels)
 as horizontal lines.
@@ -205,9 +206,28 @@ def _baseline_lines(ax, base: dict | None, metric: str):
             ax.axhline(c.mean, color=color, ls=ls, lw=1.2, label=f"baseline: {label} ({c.mean:.1f})")
 
 
+OUTCOME_COLORS = {"reproduced": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#bf8700",
+                  "not run": "#6e7781", "not judgeable": "#8250df"}
+NOT_JUDGEABLE_MARKER = "s"          # a hollow square: the effect of a comparison that is not evidence
+
+
+def _short(text: str, n: int = 90) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _reason_head(reason: str) -> str:
+    """The head of a not-judgeable reason for the plot: which condition, in how many seeds (the full reason is in
+    the verdict table)."""
+    clauses = reason.split("; ")
+    head = ": ".join(clauses[0].split(": ")[:2])
+    return head + (f" (+{len(clauses) - 1} more)" if len(clauses) > 1 else "")
+
+
 def forest(verdicts: list, out_dir: Path) -> dict:
     """Every claim's effect (oriented: > 0 is the paper's direction) with its 95 % CI and the zero line, one
-    row per part, grouped by unit (accuracy points, relative cost %, failure-rate points)."""
+    row per part, grouped by unit (accuracy points, relative cost %, failure-rate points). A not-judgeable part
+    (claims version 2: a compared condition is not a working learner) is drawn purple with a hollow square and
+    its reason written beside it."""
     groups = {"pt": "accuracy difference (points)", "%": "relative difference (%)",
               "pp": "failure-rate difference (points)"}
     rows = {u: [] for u in groups}
@@ -215,8 +235,7 @@ def forest(verdicts: list, out_dir: Path) -> dict:
         for p in v.parts:
             rows[p.unit].append((f"{v.key}: {p.label}" if len(v.parts) > 1 else v.key, p))
     used = [u for u in groups if rows[u]]
-    colors = {"reproduced": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#bf8700",
-              "not run": "#6e7781"}
+    colors = OUTCOME_COLORS
     with plt.rc_context(STYLE):
         heights = [max(len(rows[u]), 1) for u in used] or [1]
         fig, axes = plt.subplots(len(heights), 1, figsize=(10, 1.2 + 0.32 * sum(heights) + 0.6 * len(heights)),
@@ -230,20 +249,26 @@ def forest(verdicts: list, out_dir: Path) -> dict:
             for y, (label, p) in zip(ys, items):
                 e = p.est
                 col = colors.get(p.outcome, "#333333")
+                nj = p.outcome == "not judgeable"
                 if e.n and np.isfinite(e.effect):
                     if np.isfinite(e.low):
-                        ax.plot([e.low, e.high], [y, y], color=col, lw=2.2)
-                    ax.plot([e.effect], [y], marker="D" if e.n > 1 else "o", color=col, ms=6,
-                            mfc=col if e.n > 1 else "white")
+                        ax.plot([e.low, e.high], [y, y], color=col, lw=2.2, ls=":" if nj else "-")
+                    ax.plot([e.effect], [y], marker=NOT_JUDGEABLE_MARKER if nj else ("D" if e.n > 1 else "o"),
+                            color=col, ms=7 if nj else 6, mfc="white" if nj or e.n <= 1 else col, mew=1.8)
                 else:
                     ax.plot([0], [y], marker="x", color=col, ms=6)
+                if nj and getattr(p, "reason", ""):          # the reason, inside the axes just above the row
+                    ax.text(0.005, y + 0.42, _short(_reason_head(p.reason), 120), fontsize=6.5, color=col,
+                            va="center", ha="left", transform=ax.get_yaxis_transform(), clip_on=True)
             ax.axvline(0, color="#333333", lw=1)
+            ax.set_ylim(-0.6, len(items) - 0.25)
             ax.set_yticks(ys)
             ax.set_yticklabels([f"{label} (n={p.est.n}, {p.outcome})" for label, p in items], fontsize=8)
             ax.set_xlabel(groups[u] + " — right of 0 = the paper's direction")
             ax.grid(axis="y", alpha=0)
         fig.suptitle("Every claim: effect and 95 % CI (green reproduced, red contradicted, amber inconclusive, "
-                     "grey not run; open circle = one seed, no CI)", fontsize=9.5)
+                     "grey not run, purple hollow square not judgeable; open circle = one seed, no CI)",
+                     fontsize=9.5)
         fig.tight_layout()
         return save(fig, out_dir, "forest")
 

@@ -19,7 +19,7 @@ from .cells import Cell, Table
 from .paths import href
 
 STATUS_COLOR = {"reproduced": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#bf8700",
-                "not run": "#6e7781"}
+                "not run": "#6e7781", "not judgeable": "#8250df"}
 VERDICT_COLUMNS = ["claim", "source", "verdict", "effect ± 95 % CI", "seeds", "test", "numbers behind it"]
 
 
@@ -49,11 +49,16 @@ def latex(frame, caption: str = "", note: str = "") -> str:
 # what pdflatex cannot typeset from UTF-8 without extra packages
 LATEX_SYMBOLS = {"±": r"$\pm$", "τ": r"$\tau$", "α": r"$\alpha$", "≈": r"$\approx$", "≥": r"$\geq$",
                  "≤": r"$\leq$", "→": r"$\rightarrow$", "✓": r"$\checkmark$", "—": "---", "−": "-", "₂": "$_2$",
-                 "…": r"\ldots{}"}
+                 "…": r"\ldots{}", "×": r"$\times$", "–": "--"}
 
 
 def _verdict_note(v) -> str:
     return "; ".join(v.notes)
+
+
+def _verdict_reason(v) -> str:
+    """Why a claim is not judgeable (version 2), else empty."""
+    return getattr(v, "reason", "") or ""
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -104,7 +109,9 @@ def md_table(t: Table, out_dir: Path) -> str:
 def markdown(ctx: dict, out_dir: Path) -> str:
     L = ["# mocobench: MoCo / MoCo v2 ablations, ours vs the paper" + md_escape(ctx.get("title_suffix", "")), ""]
     L += [ctx.get("summary_md", md_escape(ctx["summary_line"])), ""]
-    L += md_verdicts(ctx["verdicts"], ctx.get("alpha", 0.05), ctx.get("claims_version"))
+    if ctx.get("claims_line"):
+        L += [md_escape(ctx["claims_line"]), ""]
+    L += md_verdicts(ctx["verdicts"], ctx.get("rules", ""))
     f = ctx.get("forest")
     if f:
         L += [f"![{f['alt']}]({href(f['files']['png'], out_dir)})", "",
@@ -125,14 +132,13 @@ def markdown(ctx: dict, out_dir: Path) -> str:
     return "\n".join(L)
 
 
-def md_verdicts(vds, alpha: float = 0.05, version=None, heading: str = "## Verdicts") -> list[str]:
-    L = [heading, "", "Each claim is a test declared in `ablations/claims.yaml`"
-         + (f" (version {version})" if version is not None else "") + f", judged over paired seeds at α = "
-         f"{alpha:g}: reproduced = the 95 % CI of the effect is above 0 in the paper's direction and the test "
-         "passes; contradicted = the CI is below 0; otherwise inconclusive.", "",
-         "| " + " | ".join(VERDICT_COLUMNS) + " |", "|" + "---|" * len(VERDICT_COLUMNS)]
+def md_verdicts(vds, rules: str = "", heading: str = "## Verdicts") -> list[str]:
+    """The verdict table in Markdown under ``rules`` (the claims version's rules, :func:`claims.rules_text`);
+    a not-judgeable claim's reason beside its verdict."""
+    L = [heading, ""] + ([md_escape(rules), ""] if rules else []) + [
+        "| " + " | ".join(VERDICT_COLUMNS) + " |", "|" + "---|" * len(VERDICT_COLUMNS)]
     for v in vds:
-        note = _verdict_note(v)
+        note = "; ".join(x for x in (_verdict_reason(v), _verdict_note(v)) if x)
         L.append(f"| {md_escape(v.claim)} | {md_escape(v.source)} | **{md_escape(v.status)}**"
                  + (f" ({md_escape(note)})" if note else "")
                  + f" | {md_escape(v.effect)} | {v.seeds} | {md_escape(v.test)} | {md_escape(v.detail)} |")
@@ -143,6 +149,8 @@ def md_verdicts(vds, alpha: float = 0.05, version=None, heading: str = "## Verdi
 def index_markdown(ctx: dict) -> str:
     L = ["# mocobench: MoCo / MoCo v2 ablations, ours vs the paper (one report per preset)", "",
          ctx.get("summary_md", md_escape(ctx["summary_line"])), ""]
+    if ctx.get("claims_line"):
+        L += [md_escape(ctx["claims_line"]), "", md_escape(ctx.get("rules", "")), ""]
     for u in ctx["units"]:
         L += [f"## Preset {md_escape(u['name'])}", "", f"Full report: [{md_escape(u['md'])}]({u['md']})", "",
               u.get("summary_md", md_escape(u["summary"])), ""]
@@ -155,6 +163,9 @@ def index_page(ctx: dict) -> str:
          "<title>mocobench report: one report per preset</title>", f"<style>{CSS}</style></head><body>",
          "<h1>mocobench: MoCo / MoCo v2 ablations, ours vs the paper</h1>",
          f'<p class="summary">{html.escape(ctx["summary_line"])}</p>']
+    if ctx.get("claims_line"):
+        H.append(f'<p class="claims">{html.escape(ctx["claims_line"])}</p>'
+                 f'<p class="caption">{html.escape(ctx.get("rules", ""))}</p>')
     for u in ctx["units"]:
         H.append(f'<h2 id="{html.escape(u["name"], quote=True)}">Preset {html.escape(u["name"])}</h2>')
         H.append(f'<p><a href="{html.escape(u["href"], quote=True)}">full report</a> — '
@@ -180,9 +191,11 @@ def html_verdicts(vds) -> str:
          + "</tr>"]
     for v in vds:
         note = _verdict_note(v)
+        reason = _verdict_reason(v)
         H.append(f'<tr data-claim="{html.escape(v.key, quote=True)}"><td>{html.escape(v.claim)}</td>'
                  f'<td>{html.escape(v.source)}</td>'
                  f'<td><span class="badge" style="background:{STATUS_COLOR[v.status]}">{html.escape(v.status)}</span>'
+                 + (f'<br><small class="reason">{html.escape(reason)}</small>' if reason else "")
                  + (f"<br><small>{html.escape(note)}</small>" if note else "")
                  + f"</td><td class=eff>{_html_effect(v)}</td><td class=num>{v.seeds}</td>"
                  f"<td><small>{html.escape(v.test)}</small></td>"
@@ -214,6 +227,8 @@ figcaption{font-size:.9em;color:#57606a}
 .caption{font-size:.88em;color:#57606a;max-width:1000px}
 sup a{font-size:.8em;margin-left:2px}
 .summary{background:#f6f8fa;border:1px solid #d0d7de;padding:.6em 1em;border-radius:6px}
+.claims{font-weight:600}
+small.reason{color:#8250df}
 """
 
 
@@ -265,11 +280,9 @@ def page(ctx: dict, out_dir: Path) -> str:
          "<h1>mocobench: MoCo / MoCo v2 ablations, ours vs the paper" + html.escape(ctx.get("title_suffix", ""))
          + "</h1>",
          f'<p class="summary">{html.escape(ctx["summary_line"])}</p>',
+         f'<p class="claims">{html.escape(ctx.get("claims_line", ""))}</p>',
          '<h2 id="verdicts">Verdicts</h2>',
-         f'<p class="caption">Each claim is a test declared in ablations/claims.yaml (version '
-         f'{html.escape(str(ctx.get("claims_version")))}), judged over paired seeds at α = {ctx.get("alpha", 0.05):g}: '
-         "reproduced = the 95 % CI of the effect is above 0 in the paper's direction and the test passes; "
-         "contradicted = the CI is below 0; otherwise inconclusive.</p>",
+         f'<p class="caption">{html.escape(ctx.get("rules", ""))}</p>',
          html_verdicts(ctx["verdicts"])]
     f = ctx.get("forest")
     if f:

@@ -1,6 +1,7 @@
-"""Verdicts as declared tests over paired seeds (ablations/claims.yaml, reports/claims.py, reports/stats.py):
-an effect inside seed noise is inconclusive, a clear one reproduced, the reverse contradicted; presets are
-never pooled; an error run is no result while a diverged one is."""
+"""Verdicts as declared tests over paired seeds, claims version 1 (ablations/claims_v1.yaml, reports/claims.py,
+reports/stats.py): an effect inside seed noise is inconclusive, a clear one reproduced, the reverse contradicted;
+presets are never pooled; an error run is no result while a diverged one is. Version 2's rules:
+tests/test_verdicts_v2.py."""
 from __future__ import annotations
 
 import math
@@ -15,11 +16,14 @@ from reports.errors import ReportError
 from reports.fixtures.make_fixtures import table1, write
 
 
+V1 = claims.load(claims.CLAIMS_V1_FILE)
+
+
 def _verdicts(tmp_path, rows, name="r.csv") -> dict:
     res = data.load_results(write(rows, tmp_path / name))
     units = res.units()
     assert len(units) == 1
-    return {v.key: v for v in claims.judge_all(units[0][1].df, units[0][0])}
+    return {v.key: v for v in claims.judge_all(units[0][1].df, units[0][0], V1)}
 
 
 def _momentum(effect: float, sd: float, seeds: int, seed: int = 0, **kw) -> list:
@@ -118,7 +122,7 @@ def test_presets_are_never_pooled(tmp_path):
     cifar = _momentum(effect=-3.0, sd=0.3, seeds=6, seed=2, preset="cifar10", prefix="c")
     alone = {"tiny": _verdicts(tmp_path, tiny, "t.csv"), "cifar10": _verdicts(tmp_path, cifar, "c.csv")}
     mixed = write(tiny + cifar, tmp_path / "mixed.csv")
-    r = build(mixed, tmp_path / "out", progress=False)
+    r = build(mixed, tmp_path / "out", progress=False, claims_path=claims.CLAIMS_V1_FILE)
     assert set(r["presets"]) == {"tiny", "cifar10"}
     for name, rep in r["presets"].items():
         got = {v.key: (v.status, v.effect) for v in rep["verdicts"]}
@@ -143,23 +147,23 @@ def test_archs_of_one_preset_are_not_pooled(tmp_path):
     res = data.load_results(write(a + b, tmp_path / "x.csv"))
     units = dict(res.units())
     assert set(units) == {"tiny-synthetic-resnet18", "tiny-synthetic-resnet50"}
-    got = {n: claims.judge_all(u.df, n)[1].status for n, u in units.items()}
+    got = {n: claims.judge_all(u.df, n, V1)[1].status for n, u in units.items()}
     assert got == {"tiny-synthetic-resnet18": "reproduced", "tiny-synthetic-resnet50": "contradicted"}
 
 
 # ------------------------------------------------------------------------------------------------ declarations
 def test_claims_file_is_checked(tmp_path):
-    spec = claims.load()
-    assert spec["alpha"] == 0.05 and len(spec["claims"]) >= 9
+    spec = claims.load(claims.CLAIMS_V1_FILE)
+    assert spec["alpha"] == 0.05 and len(spec["claims"]) >= 9 and spec["version"] == 1 and "gates" not in spec
     bad = tmp_path / "claims.yaml"
-    bad.write_text("claims:\n  - {key: x, claim: y, grid: table1_momentum, test: paired, direction: up, "
+    bad.write_text("version: 1\nclaims:\n  - {key: x, claim: y, grid: table1_momentum, test: paired, direction: up, "
                    "metric: knn_acc}\n")
     with pytest.raises(ReportError, match="direction"):
         claims.load(bad)
-    bad.write_text("claims:\n  - {key: x, claim: y, grid: g, test: ttest, metric: knn_acc}\n")
+    bad.write_text("version: 1\nclaims:\n  - {key: x, claim: y, grid: g, test: ttest, metric: knn_acc}\n")
     with pytest.raises(ReportError, match="unknown test"):
         claims.load(bad)
-    bad.write_text("claims:\n  - {key: x, claim: y, grid: g, test: paired, direction: greater, metric: a, "
+    bad.write_text("version: 1\nclaims:\n  - {key: x, claim: y, grid: g, test: paired, direction: greater, metric: a, "
                    "colour: red}\n")
     with pytest.raises(ReportError, match="unknown key"):
         claims.load(bad)
