@@ -7,7 +7,9 @@ EXECUTOR ?= local
 ABLATIONS_ARGS ?=
 # seeds per grid cell (empty: the grid's / the preset's default, tiny 7, cifar10 3, others 1); SEEDS=1: quick run
 SEEDS ?=
-SEEDS_ARG = $(if $(SEEDS),--seeds $(SEEDS))
+# SEED_START: the first seed (empty: the preset's, tiny 1000; design pilots 100-199; the first tiny set 0)
+SEED_START ?=
+SEEDS_ARG = $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SEED_START),--seed-start $(SEED_START))
 PYTEST_ARGS ?=
 
 .PHONY: setup data test bench gpu-check reproduce-table report slurm-up slurm-down setup-transfer setup-browser clean-runs
@@ -59,7 +61,7 @@ reproduce-table: $(VENV)/.installed
 # RESULTS=reports/reference/tiny/results.csv: the committed reference set's report, without training
 RESULTS ?=
 report: $(VENV)/.installed
-	$(PY) -m reports $(if $(RESULTS),--results $(RESULTS))
+	$(PY) -m reports $(if $(RESULTS),--results $(RESULTS)) $(if $(CLAIMS),--claims $(CLAIMS))
 
 slurm-up:
 	bash ablations/slurm/cluster.sh up

@@ -7,8 +7,9 @@
   python -m ablations baselines --preset tiny [--seeds N] [--no-lincls]
   python -m ablations list
 
-Seeds are a grid axis: every cell runs with seeds 0..N-1 (``--seeds`` > the grid's preset section > the
-grid's ``seeds:`` > the preset's default: tiny 5, cifar10 3, others 1); ``--set seed=S`` runs exactly seed S.
+Seeds are a grid axis: every cell runs with seeds S..S+N-1 (N: ``--seeds`` > the grid's preset section > the
+grid's ``seeds:`` > the preset's default: tiny 7, cifar10 3, others 1; S: ``--seed-start`` > the preset's, tiny
+1000, others 0); ``--set seed=S`` runs exactly seed S.
 ``baselines`` writes the random-init (per seed) and raw-pixel baselines (kNN and linear protocol) into the
 results table (grid "baselines").
 
@@ -68,7 +69,9 @@ def parse(argv=None):
     b = sub.add_parser("baselines", help="random-init and raw-pixel baselines (kNN, linear) into the results table")
     b.add_argument("--preset", default="tiny", help="pretrainer preset (default: tiny)")
     b.add_argument("--seeds", type=int, default=None,
-                   help="random init of seeds 0..N-1 (default: the preset's seeds, tiny 5, cifar10 3, else 1)")
+                   help="random init of seeds S..S+N-1 (default: the preset's seeds, tiny 7, cifar10 3, else 1)")
+    b.add_argument("--seed-start", type=int, default=None,
+                   help="the first seed (default: the preset's, tiny 1000; design pilots use 100-199)")
     b.add_argument("--no-lincls", action="store_true", help="kNN only (no linear protocol)")
     b.add_argument("--set", dest="sets", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="config field set for the baselines (e.g. data=/datasets/cifar)")
@@ -79,8 +82,11 @@ def parse(argv=None):
                        help="config field set for every run (e.g. data=/datasets/imagenet)")
         q.add_argument("--runs-dir", default=None, help="root of the run directories (default: runs/)")
         q.add_argument("--seeds", type=int, default=None,
-                       help="run every cell with seeds 0..N-1 (default: the grid's, else tiny 5, cifar10 3, "
+                       help="run every cell with seeds S..S+N-1 (default: the grid's, else tiny 7, cifar10 3, "
                             "others 1); not with --set seed=S")
+        q.add_argument("--seed-start", type=int, default=None,
+                       help="S, the first seed (default: the preset's, tiny 1000: seeds no design decision saw; "
+                            "design pilots use 100-199, the first tiny set 0-6)")
     r.add_argument("--executor", required=True, choices=EXECUTORS,
                    help="always explicit; auto = slurm if a cluster answers sinfo, else local")
     r.add_argument("--dry-run", action="store_true", help="print the runs and the estimated cost; submit nothing")
@@ -118,7 +124,7 @@ def main(argv=None) -> int:
         if args.cmd == "baselines":
             from . import baselines as B
             if any(k == "seed" for k, _ in args.sets):
-                raise UserError("baselines: use --seeds N (seeds 0..N-1), not --set seed=S")
+                raise UserError("baselines: use --seeds N and --seed-start S (seeds S..S+N-1), not --set seed=S")
             from pretrain.config import load_config
             if load_config(args.preset, dict(args.sets) or None).dataset == "imagefolder":
                 # `make reproduce-table PRESET=imagenet` goes on to the report
@@ -126,7 +132,8 @@ def main(argv=None) -> int:
                       f"fixed-size linear protocol need a fixed-size dataset; `python -m pretrain.knn --preset "
                       f"{args.preset}` gives the random-init kNN", file=sys.stderr)
                 return 0
-            rows = B.run(args.preset, args.seeds, lincls=not args.no_lincls, sets=dict(args.sets) or None)
+            rows = B.run(args.preset, args.seeds, lincls=not args.no_lincls, sets=dict(args.sets) or None,
+                         seed_start=args.seed_start)
             print(B.format_rows(args.preset, rows))
             return 0
         grids = grid_names() if args.grid == "all" else [args.grid]
@@ -138,7 +145,8 @@ def main(argv=None) -> int:
         world = X.launch_world(params)
         if args.cmd == "status":
             for gname in grids:
-                print(L.run_status(gname, args.preset, args.runs_dir, sets, world=world, seeds=args.seeds))
+                print(L.run_status(gname, args.preset, args.runs_dir, sets, world=world, seeds=args.seeds,
+                                   seed_start=args.seed_start))
             return 0
         kind = X.resolve_executor(args.executor) if not args.dry_run else args.executor
         if not args.dry_run:
@@ -148,7 +156,7 @@ def main(argv=None) -> int:
         rc, planned_ids, benched, totals = 0, set(), {}, []
         for gname in grids:
             grid, planned = L.plan(gname, args.preset, args.runs_dir, sets, retry_failed=args.retry_failed,
-                                   world=world, seeds=args.seeds)
+                                   world=world, seeds=args.seeds, seed_start=args.seed_start)
             if args.dry_run:          # `all`: a config shared with an earlier grid is trained once
                 for p in planned:
                     if p.state == "todo" and p.run_id in planned_ids:

@@ -1,8 +1,9 @@
-"""``python -m ablations baselines --preset P [--seeds N] [--no-lincls]``: the baselines every result is read
-against, with the suite's protocols (``pretrain/baselines.py``), written into the results table.
+"""``python -m ablations baselines --preset P [--seeds N] [--seed-start S] [--no-lincls]``: the baselines every
+result is read against, with the suite's protocols (``pretrain/baselines.py``: kNN and the dataset's linear
+protocol, ``pretrain.protocol.for_dataset``), written into the results table.
 
-For each seed 0..N-1 the network at its random initialisation (kNN + linear protocol), and once raw pixels
-(kNN + linear; independent of the seed, recorded as seed 0). One row each: grid ``baselines``, column
+For each seed S..S+N-1 (the grids' seed range) the network at its random initialisation (kNN + linear protocol),
+and once raw pixels (kNN + linear; independent of the seed, recorded as seed S). One row each: grid ``baselines``, column
 ``baseline`` = random_init | raw_pixels, status done, ``run_id`` a stable 12-hex id of (preset, baseline,
 seed, the training config's identity, the kNN and linear settings), ``run_dir`` empty. A finished baseline
 row (same run_id, status done, with the linear result where asked) is not computed again.
@@ -20,11 +21,12 @@ from tqdm import tqdm
 
 from pretrain import status as S
 from pretrain.baselines import RANDOM_INIT, RAW_PIXELS
+from pretrain.protocol import for_dataset
 
 from . import results
 
 GRID = "baselines"
-KNN_KEYS = ("knn_k", "knn_t", "knn_feature", "knn_subset")
+KNN_KEYS = ("knn_k", "knn_t", "knn_feature", "knn_subset", "eval_split")
 
 
 def baseline_cfg(preset: str, seed: int, sets: dict | None = None):
@@ -41,16 +43,17 @@ def baseline_id(preset: str, baseline: str, seed: int, cfg, lc) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def plan(preset: str, seeds: int, sets: dict | None = None) -> list[tuple[str, int, object, str]]:
-    """[(baseline, seed, config, run_id)]: random init for seeds 0..N-1, raw pixels once (seed 0)."""
-    from pretrain.lincls import LinclsConfig
-    lc = LinclsConfig()
+def plan(preset: str, seeds: int, sets: dict | None = None, seed_start: int = 0) -> list[tuple[str, int, object, str]]:
+    """[(baseline, seed, config, run_id)]: random init for seeds seed_start .. seed_start + N - 1, raw pixels
+    once (recorded as seed ``seed_start``). Each with the dataset's linear protocol (``for_dataset``)."""
     out = []
-    for seed in range(seeds):
+    for seed in range(seed_start, seed_start + seeds):
         cfg = baseline_cfg(preset, seed, sets)
+        lc = for_dataset(cfg.dataset)
         out.append((RANDOM_INIT, seed, cfg, baseline_id(preset, RANDOM_INIT, seed, cfg, lc)))
-    cfg = baseline_cfg(preset, 0, sets)
-    out.append((RAW_PIXELS, 0, cfg, baseline_id(preset, RAW_PIXELS, 0, cfg, lc)))
+    cfg = baseline_cfg(preset, seed_start, sets)
+    lc = for_dataset(cfg.dataset)
+    out.append((RAW_PIXELS, seed_start, cfg, baseline_id(preset, RAW_PIXELS, seed_start, cfg, lc)))
     return out
 
 
@@ -72,19 +75,21 @@ def _has(v) -> bool:
 
 
 def run(preset: str, seeds: int | None = None, lincls: bool = True, sets: dict | None = None,
-        results_path=None, progress: bool = True, device: str | None = None) -> list[dict]:
+        results_path=None, progress: bool = True, device: str | None = None,
+        seed_start: int | None = None) -> list[dict]:
     """Compute the missing baselines of ``preset`` and upsert their rows; returns every baseline row."""
     from pretrain import distributed as D
     from pretrain.baselines import knn_random_init, knn_raw_pixels, linear_random_init, linear_raw_pixels
     from pretrain.errors import UserError
     from pretrain.knn import eval_loaders
 
-    from .grid import default_seeds
+    from .grid import check_seed_start, default_seed_start, default_seeds
     from pretrain.fileio import git_sha
     seeds = default_seeds(preset) if seeds is None else int(seeds)
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
-    todo = plan(preset, seeds, sets)
+    start = default_seed_start(preset) if seed_start is None else check_seed_start(seed_start)
+    todo = plan(preset, seeds, sets, start)
     if todo[0][2].dataset == "imagefolder":
         raise UserError("baselines: imagefolder (ImageNet) is not supported: the raw-pixel baseline and the "
                         "fixed-size linear protocol need a fixed-size dataset")
@@ -105,7 +110,8 @@ def run(preset: str, seeds: int | None = None, lincls: bool = True, sets: dict |
             sets_cache = {data_key: eval_loaders(cfg)}       # one dataset in memory at a time
         data = sets_cache[data_key]
         row = {"grid": GRID, "run_id": rid, "preset": preset, "run_dir": "", "baseline": baseline, "seed": seed,
-               "dataset": cfg.dataset, "arch": cfg.arch, "status": S.DONE, "host": host, "git_sha": sha}
+               "dataset": cfg.dataset, "arch": cfg.arch, "status": S.DONE, "host": host, "git_sha": sha,
+               "eval_split": cfg.eval_split, "n_eval": len(data[1][1])}
         if prev is not None and _has(prev.get("knn_acc")):
             row["knn_acc"] = float(prev["knn_acc"])
         elif baseline == RANDOM_INIT:
@@ -114,7 +120,7 @@ def run(preset: str, seeds: int | None = None, lincls: bool = True, sets: dict |
             row["knn_acc"] = knn_raw_pixels(cfg, dev, data)
         if lincls:
             f = linear_random_init if baseline == RANDOM_INIT else linear_raw_pixels
-            res = f(cfg, device=dev, progress=False, sets=data)
+            res = f(cfg, for_dataset(cfg.dataset), device=dev, progress=False, sets=data)
             row["lincls_acc1"], row["lincls_acc5"] = res["lincls_acc1"], res["lincls_acc5"]
             row["lincls_protocol"] = res.get("protocol", "sgd")
         row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

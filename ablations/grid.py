@@ -13,7 +13,7 @@ Fig. A.1; MoCo v2, Chen et al. 2020, Table 1) with the paper's values, plus per-
       - mechanism: end_to_end
         lr_scaling: linear
         zip: {moco_k: [256, 512, 1024], batch_size: [256, 512, 1024]}   # zipped, not crossed
-    seeds: 3                     # optional: every cell runs with seeds 0..N-1 (default: SEED_DEFAULTS)
+    seeds: 3                     # optional: every cell runs with N seeds from the preset's first seed (SEED_DEFAULTS)
     presets:                     # one entry per supported pretrainer preset
       imagenet: {}               # the paper's values unchanged
       tiny:
@@ -30,9 +30,11 @@ Identical runs after mapping are merged (one run, one config hash). :func:`expan
 once (the preset, then its overrides: ``pretrain.config.load_config``) and hands it on as ``RunSpec.cfg``:
 the launcher hashes it, the job trains it, the cost estimate benches it; nothing downstream resolves it again.
 
-Seeds are an axis: every cell runs with ``seed`` = 0..N-1 (the config field ``seed``: the same initialisation
+Seeds are an axis: every cell runs with ``seed`` = S..S+N-1 (the config field ``seed``: the same initialisation
 and data order in every cell, a paired design). N: ``--seeds`` on the command line > the preset section's
-``seeds`` > the grid's top-level ``seeds`` > :data:`SEED_DEFAULTS` (1 for a preset not listed). A cell that
+``seeds`` > the grid's top-level ``seeds`` > :data:`SEED_DEFAULTS` (1 for a preset not listed). S:
+``--seed-start`` > :data:`SEED_START_DEFAULTS` (tiny 1000: seeds no design decision saw; design pilots use
+:data:`DESIGN_SEEDS`). A cell that
 sets ``seed`` itself (sweep or fixed), and ``--set seed=S``, run exactly that one seed. The seed is part of
 the config hash: runs of different seeds never share a directory; seed 0 is the run without any seed.
 
@@ -60,6 +62,13 @@ PRESET_KEYS = {"fixed", "map", "drop", "drop_k_above", "eval", "why", "seeds"}
 # shuffle_bn) can pass Holm's strictest threshold, 2^-7 < 0.05 / 4 (reports.stats.seeds_needed; 5 cannot: 2^-5 > 0.05 / 2)
 SEED_DEFAULTS = {"tiny": 7, "cifar10": 3}
 DEFAULT_SEEDS = 1
+# The first seed of the axis when the command line does not say (--seed-start). Design decisions (pilots) read
+# design seeds 100-199 and the validation split (eval_split: val); confirmatory sets judge seeds from 1000 on,
+# which no design decision saw. Seeds 0-6 are the first tiny set (claims v1, exploratory: its design was chosen
+# on seeds 0-3 and the test set).
+DESIGN_SEEDS = range(100, 200)
+SEED_START_DEFAULTS = {"tiny": 1000}
+DEFAULT_SEED_START = 0
 
 
 @dataclass
@@ -224,6 +233,17 @@ def default_seeds(preset: str) -> int:
     return SEED_DEFAULTS.get(Path(preset).stem, DEFAULT_SEEDS)
 
 
+def default_seed_start(preset: str) -> int:
+    """The first seed of a preset's seed axis when nothing else says (:data:`SEED_START_DEFAULTS`)."""
+    return SEED_START_DEFAULTS.get(Path(preset).stem, DEFAULT_SEED_START)
+
+
+def check_seed_start(start) -> int:
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise UserError(f"--seed-start must be an integer >= 0, got {start!r}")
+    return start
+
+
 def resolve_seeds(grid: dict, preset: str, seeds: int | None = None) -> int:
     """Seeds per cell: ``seeds`` (the command line) > the grid's preset section > the grid's top level >
     :func:`default_seeds`."""
@@ -317,10 +337,10 @@ def _subset_for_drop(fixed: dict, base: dict, grid: str) -> int:
 
 
 def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None = None,
-           sets: dict | None = None) -> list[RunSpec]:
+           sets: dict | None = None, seed_start: int | None = None) -> list[RunSpec]:
     """The runs of ``grid`` at ``preset``: sweep -> drop (paper values) -> map -> fixed, deduplicated, then
-    the seed axis: every cell with seeds 0..N-1 (N: :func:`resolve_seeds`), seed-major (all cells of seed 0
-    first). A cell that sets ``seed`` itself runs that one seed. ``seed``: exactly that one seed for every
+    the seed axis: every cell with seeds S..S+N-1 (N: :func:`resolve_seeds`; S: ``seed_start``, default
+    :func:`default_seed_start`), seed-major (all cells of the first seed first). A cell that sets ``seed`` itself runs that one seed. ``seed``: exactly that one seed for every
     cell (``--set seed=S``, which sets it for every run; no axis). ``sets``: ``--set`` values for every run,
     on top of the fixed ones (so ``drop_k_above: subset`` and ``0.6*epochs`` see them); a swept key is refused
     (:func:`check_sets`). Each run's config is resolved here, once (``RunSpec.cfg``); the preset alone is
@@ -378,7 +398,8 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
     if seed is not None:
         seed_list = [int(seed)]
     else:
-        seed_list = list(range(resolve_seeds(grid, preset, seeds)))
+        start = default_seed_start(preset) if seed_start is None else check_seed_start(seed_start)
+        seed_list = list(range(start, start + resolve_seeds(grid, preset, seeds)))
     out, seen = [], set()
     for i, sd in enumerate(seed_list):
         for s in runs:

@@ -21,7 +21,7 @@ import submitit
 from pretrain import rundir
 from pretrain import status as S
 from pretrain.config import Config
-from pretrain.protocol import LinclsConfig, result_for
+from pretrain.protocol import for_dataset, result_for
 from pretrain.launchenv import env_int
 from pretrain.fileio import atomic_write_json, atomic_write_text
 from pretrain.rundir import RunDir
@@ -33,6 +33,7 @@ SWEPT_COLUMNS = [c for c in results.SWEPT]
 # job still trains) waits for that owner and then takes its result; the scheduler's time limit bounds the wait
 LOCK_WAIT_S = 7 * 24 * 3600
 METRIC_KEYS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "knn_init", "lincls_acc1", "lincls_acc5",
+               "loss_osc", "loss_chance_share", "loss_drop", "loss_rise", "n_eval",
                "wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "world_size", "host", "git_sha",
                "finished_at"]
 
@@ -51,7 +52,8 @@ def config_columns(cfg: Config) -> dict:
 
 
 def base_row(grid: str, preset: str, run_id: str, run_dir: Path, cfg: Config) -> dict:
-    return {"grid": grid, "run_id": run_id, "preset": preset, "run_dir": str(run_dir), **config_columns(cfg)}
+    return {"grid": grid, "run_id": run_id, "preset": preset, "run_dir": str(run_dir), **config_columns(cfg),
+            "eval_split": cfg.eval_split}
 
 
 def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg: Config) -> dict | None:
@@ -67,7 +69,7 @@ def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg: Co
     for k in METRIC_KEYS:
         if s.get(k) is not None:
             row[k] = s[k]
-    lin = lincls_result(run_dir)
+    lin = lincls_result(run_dir, cfg)
     if lin:
         for k in ("lincls_acc1", "lincls_acc5"):
             if lin.get(k) is not None:
@@ -76,11 +78,13 @@ def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg: Co
     return row
 
 
-def lincls_result(run_dir) -> dict | None:
-    """The run's lincls.json if it is the grid's linear protocol (the official settings, ``LinclsConfig()``)
-    computed from the run's checkpoint as it is (``pretrain.protocol.result_for``), else None: a hand-written file or
-    one of another protocol is neither read into the row nor taken as done (the protocol runs again)."""
-    return result_for(RunDir(run_dir).lincls, LinclsConfig(), RunDir(run_dir).checkpoint)
+def lincls_result(run_dir, cfg: Config) -> dict | None:
+    """The run's lincls.json if it is the grid's linear protocol for ``cfg``'s dataset
+    (``pretrain.protocol.for_dataset``: the converged probe on fixed-size datasets, main_lincls.py's SGD on
+    ImageFolder) on ``cfg``'s evaluation split, computed from the run's checkpoint as it is
+    (``pretrain.protocol.result_for``), else None: a hand-written file or one of another protocol is neither read
+    into the row nor taken as done (the protocol runs again)."""
+    return result_for(RunDir(run_dir).lincls, for_dataset(cfg.dataset), RunDir(run_dir).checkpoint, cfg.eval_split)
 
 
 def error_kind(exc: BaseException) -> str:
@@ -202,7 +206,7 @@ class GridJob(submitit.helpers.Checkpointable):
         # The linear protocol also runs on a run that did not converge (finite weights: its number stays
         # visible beside the "fail"), not on a diverged one (non-finite weights).
         evaluable = S.from_summary(summary) in (S.DONE, S.NOT_CONVERGED)
-        if evaluable and "lincls" in self.evals and lincls_result(run_dir) is None:
+        if evaluable and "lincls" in self.evals and lincls_result(run_dir, cfg) is None:
             # every process of a multi-task job takes part (DDP at ImageNet scale); rank 0 writes the file
             res = self._lincls(cfg, run_dir)
             if rank == 0:
@@ -210,10 +214,11 @@ class GridJob(submitit.helpers.Checkpointable):
 
     @staticmethod
     def _lincls(cfg, run_dir: Path) -> dict:
-        """The linear protocol (paper Sec. 4.1: frozen backbone, linear classifier; official defaults), by all
-        the job's processes (the ImageNet protocol runs under DDP)."""
+        """The linear protocol (paper Sec. 4.1: frozen backbone, linear classifier; the dataset's protocol,
+        ``pretrain.protocol.for_dataset``), by all the job's processes (the ImageNet protocol runs under DDP)."""
         from pretrain import lincls
-        out = lincls.run(str(RunDir(run_dir).checkpoint), out=str(RunDir(run_dir).lincls), progress=False,
+        out = lincls.run(str(RunDir(run_dir).checkpoint), for_dataset(cfg.dataset), out=str(RunDir(run_dir).lincls),
+                         progress=False,
                          device=cfg.device, timeout_min=cfg.dist_timeout_min)
         return {**out, "finished_at": _now()}
 

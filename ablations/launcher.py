@@ -59,17 +59,19 @@ def _slurm_active(job_id: str) -> bool:
 
 
 def check_seed_args(sets: dict | None, seeds: int | None) -> None:
-    """``--set seed=S`` (exactly that seed) and ``--seeds N`` (the axis 0..N-1) exclude each other."""
+    """``--set seed=S`` (exactly that seed) and ``--seeds N`` (the axis S0..S0+N-1) exclude each other."""
     if sets and "seed" in sets and seeds is not None:
-        raise UserError(f"--set seed={sets['seed']} runs exactly that seed and --seeds {seeds} runs seeds "
-                        f"0..{seeds - 1}: use one of them")
+        raise UserError(f"--set seed={sets['seed']} runs exactly that seed and --seeds {seeds} runs {seeds} seeds "
+                        f"from --seed-start: use one of them")
 
 
 def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | None = None,
-         retry_failed: bool = False, world: int = 1, seeds: int | None = None) -> tuple[dict, list[Planned]]:
+         retry_failed: bool = False, world: int = 1, seeds: int | None = None,
+         seed_start: int | None = None) -> tuple[dict, list[Planned]]:
     """The runs of a grid at a preset and the state of each (from its run directory). ``world``: the
     processes each run will have (:func:`launch_world`), part of the run identity. ``seeds``: the seed axis
-    (``--seeds``; default: the grid's / the preset's, see ``ablations.grid.resolve_seeds``); a ``seed`` in
+    (``--seeds``; default: the grid's / the preset's, see ``ablations.grid.resolve_seeds``) from ``seed_start``
+    (``--seed-start``; default ``ablations.grid.default_seed_start``); a ``seed`` in
     ``sets`` is exactly that one seed. ``retry_failed``: diverged and not_converged runs are run again."""
     from pretrain.config import EVAL_KEYS, config_hash, eval_settings
     from pretrain.train import finished_state
@@ -78,7 +80,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
     root = Path(root) if root else runs_root()
     out, evals_of = [], {}
     fixed_seed = sets.get("seed") if sets and "seed" in sets else None
-    for spec in expand(grid, preset, seeds=seeds, seed=fixed_seed, sets=sets):
+    for spec in expand(grid, preset, seeds=seeds, seed=fixed_seed, sets=sets, seed_start=seed_start):
         cfg = spec.cfg
         rid = config_hash(cfg, world)
         ev = eval_settings(cfg)
@@ -96,7 +98,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
         elif st in S.RESULTS and finished_state(s, cfg, rid) == "reevaluate":
             note = REEVAL_NOTE
         elif st == S.DONE:
-            if "lincls" in spec.eval and lincls_result(run_dir) is None:
+            if "lincls" in spec.eval and lincls_result(run_dir, cfg) is None:
                 note = "pretrained; linear protocol to do"
             else:
                 state = "done"
@@ -106,7 +108,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
         elif st in (S.DIVERGED, S.NOT_CONVERGED):
             state, note = st, s.get("reason", "")
         if state == "todo" and not note:
-            other = _finished_elsewhere(root, grid["name"], preset, rid, spec.eval)
+            other = _finished_elsewhere(root, grid["name"], preset, rid, spec.eval, cfg)
             if other is not None:
                 # The same resolved config already ran for another grid: one training, one row per grid.
                 if finished_state(RunDir(other).read_summary(), cfg, rid) == "reevaluate":
@@ -132,11 +134,11 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
     return grid, out
 
 
-def _finished_elsewhere(root: Path, grid: str, preset: str, rid: str, evals: list) -> Path | None:
+def _finished_elsewhere(root: Path, grid: str, preset: str, rid: str, evals: list, cfg) -> Path | None:
     for d in sorted(root.glob(f"*/{Path(preset).stem}/{rid}")):
         if d.parent.parent.name == grid:
             continue
-        if S.from_summary(RunDir(d).read_summary()) == S.DONE and ("lincls" not in evals or lincls_result(d)):
+        if S.from_summary(RunDir(d).read_summary()) == S.DONE and ("lincls" not in evals or lincls_result(d, cfg)):
             return d
     return None
 
@@ -164,8 +166,9 @@ def _isnan(v) -> bool:
         return False
 
 
-def run_status(grid_name: str, preset: str, root=None, sets=None, world: int = 1, seeds: int | None = None) -> str:
-    grid, planned = plan(grid_name, preset, root, sets, world=world, seeds=seeds)
+def run_status(grid_name: str, preset: str, root=None, sets=None, world: int = 1, seeds: int | None = None,
+               seed_start: int | None = None) -> str:
+    grid, planned = plan(grid_name, preset, root, sets, world=world, seeds=seeds, seed_start=seed_start)
     for p in planned:
         n = RunDir(p.run_dir).epochs_logged()
         progress = f"epoch {n}/{p.cfg.epochs}"

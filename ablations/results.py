@@ -32,7 +32,12 @@ swept keys    mechanism, moco_k, moco_m, moco_t, shuffle_bn, bn_splits, mlp,
               precision
 metrics       loss, pretext_acc1, pretext_acc5, knn_acc, knn_init (kNN of the same network at
               random init, where fail_below_init measured it), lincls_acc1, lincls_acc5
-              (final values, accuracies in %)
+              (final values, accuracies in %); the last epoch's per-step loss statistics
+              loss_osc (step-to-step variability, nats), loss_chance_share (share of steps at or
+              above chance), loss_drop (first tenth minus last tenth of the epoch's steps),
+              loss_rise (last epoch's mean loss minus the lowest earlier epoch's)
+evaluation    eval_split (test: the test set; val: the validation split of training images,
+              for design decisions), n_eval (the images scored)
 lincls        lincls_protocol: which linear protocol lincls_acc1/5 come from, sgd
               (main_lincls.py's) or logreg (the converged probe, pretrain/probe.py); empty in a
               table written before the column existed (sgd)
@@ -63,18 +68,20 @@ from .envpaths import env_path
 IDENTITY = ["grid", "run_id", "preset", "run_dir", "status", "reason", "error_kind", "baseline"]
 SWEPT = ["mechanism", "moco_k", "moco_m", "moco_t", "shuffle_bn", "bn_splits", "mlp",
          "aug_plus", "cos", "epochs", "batch_size", "lr", "lr_effective", "seed", "arch", "dataset", "precision"]
-METRICS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "knn_init", "lincls_acc1", "lincls_acc5"]
+METRICS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "knn_init", "lincls_acc1", "lincls_acc5",
+           "loss_osc", "loss_chance_share", "loss_drop", "loss_rise"]
 COST = ["wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "world_size"]
 PROVENANCE = ["host", "git_sha", "finished_at"]
 TRANSFER = ["task", "config", "weights", "trial", "AP50", "AP", "AP75", "APm"]
 LINCLS = ["lincls_protocol"]      # which linear protocol lincls_acc1/5 are: sgd (main_lincls.py) or logreg (the probe)
-COLUMNS = IDENTITY + SWEPT + METRICS + LINCLS + COST + PROVENANCE + TRANSFER
+EVAL = ["eval_split", "n_eval"]   # the images kNN and the linear protocol scored: test | val, and how many
+COLUMNS = IDENTITY + SWEPT + METRICS + LINCLS + EVAL + COST + PROVENANCE + TRANSFER
 
 STATUSES = ("pending", "running", S.DONE, S.DIVERGED, S.NOT_CONVERGED, S.ERROR)
-TEXT = IDENTITY + LINCLS + ["host", "git_sha", "finished_at", "task", "config", "weights"]
+TEXT = IDENTITY + LINCLS + ["eval_split", "host", "git_sha", "finished_at", "task", "config", "weights"]
 REQUIRED = ["grid", "run_id", "status"]
 NUMERIC = (["moco_k", "moco_m", "moco_t", "bn_splits", "epochs", "batch_size", "lr", "lr_effective", "seed"]
-           + METRICS + COST
+           + METRICS + COST + ["n_eval"]
            + ["trial", "AP50", "AP", "AP75", "APm"])
 
 

@@ -33,8 +33,9 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 RUNTIME_KEYS = ("workers", "device", "threads", "data", "dist_timeout_min")
 # EVAL_KEYS: what is measured after/beside training (kNN monitor, the "fail" criteria); a finished run whose
 # evaluation settings changed is re-evaluated from its checkpoint, not trained again
-EVAL_KEYS = ("knn_monitor", "knn_every", "knn_k", "knn_t", "knn_feature", "knn_subset", "fail_loss_frac",
-             "fail_below_init")
+EVAL_KEYS = ("knn_monitor", "knn_every", "knn_k", "knn_t", "knn_feature", "knn_subset", "eval_split",
+             "fail_loss_frac", "fail_below_init", "fail_loss_rise")
+EVAL_SPLITS = ("test", "val")
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Config:
     moco_m: float = 0.999             # m: momentum of the key encoder (Eq. 2)
     moco_t: float = 0.07              # tau: softmax temperature (Eq. 1)
     bank_m: float = 0.5               # memory bank: v <- normalize(bank_m * v + (1 - bank_m) * q) (Wu et al. 2018)
+    bank_init: str = "random"         # memory bank's initial entries: random (NPID) | features (initial encoder's)
     shuffle_bn: str = "auto"          # auto (ddp if world > 1 else split) | ddp | split | off | sync
     bn_splits: int = 8                # split: BN sub-batches in one process (official CIFAR demo's SplitBatchNorm)
     # --- optimisation -----------------------------------------------------------------------------
@@ -85,6 +87,9 @@ class Config:
     knn_t: float = 0.1
     knn_feature: str = "backbone"     # backbone (pooled features) | head (normalised moco_dim output, as the CIFAR demo)
     knn_subset: int = 0               # kNN: first N test images (0 = all)
+    # what kNN and the linear protocol score: test (the dataset's test set) or val (pretrain.data.VAL_IMAGES
+    # training images outside the pretraining subset, fixed for every run and seed): design decisions read val
+    eval_split: str = "test"
     seed: int = 0
     device: str = "auto"              # auto | cpu | cuda
     threads: int = 0                  # torch CPU threads per process (0 = torch's default)
@@ -98,6 +103,9 @@ class Config:
     # ... or (fail_below_init, needs knn_monitor) the final kNN top-1 is strictly below the kNN top-1 of the same
     # network at its random initialisation (same seed, kNN settings and data; stored as knn_init)
     fail_below_init: bool = False
+    # ... or (fail_loss_rise > 0) the loss fails to converge: the last epoch's mean loss is >= fail_loss_rise nats
+    # above the lowest mean loss of an earlier epoch (it went back up: pretrain/train.py:not_converged)
+    fail_loss_rise: float = 0.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -124,7 +132,7 @@ def _check_keys(d: dict, where: str) -> None:
 # the choices of the string-valued keys (an unquoted YAML off/no/false reads as a boolean: see _coerce_str)
 STR_CHOICES = {"mechanism": tuple(MECHANISMS), "shuffle_bn": SHUFFLE_BN, "dataset": DATASETS, "augment_on": AUGMENT_ON,
                "precision": PRECISIONS, "lr_scaling": ("none", "linear"), "knn_feature": ("backbone", "head"),
-               "device": ("auto", "cpu", "cuda")}
+               "device": ("auto", "cpu", "cuda"), "eval_split": EVAL_SPLITS, "bank_init": ("random", "features")}
 
 
 def _yaml_bool(value: bool) -> str:
@@ -334,8 +342,17 @@ def validate(cfg: Config) -> Config:
     for name in ("subset", "workers", "knn_every", "max_steps", "threads", "knn_subset"):
         if getattr(cfg, name) < 0:
             bad(f"{name} must be >= 0, got {getattr(cfg, name)}")
-    if cfg.fail_loss_frac < 0:
-        bad(f"fail_loss_frac must be >= 0, got {cfg.fail_loss_frac}")
+    for name in ("fail_loss_frac", "fail_loss_rise"):
+        if not getattr(cfg, name) >= 0:
+            bad(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.bank_init not in STR_CHOICES["bank_init"]:
+        bad(f"bank_init must be one of {', '.join(STR_CHOICES['bank_init'])}, got '{cfg.bank_init}'")
+    if cfg.bank_init == "features" and cfg.mechanism == "memory_bank" and cfg.dataset == "imagefolder":
+        bad("bank_init features needs a fixed-size dataset (one pass over tensors), not imagefolder")
+    if cfg.eval_split not in EVAL_SPLITS:
+        bad(f"eval_split must be one of {', '.join(EVAL_SPLITS)}, got '{cfg.eval_split}'")
+    if cfg.eval_split == "val" and cfg.dataset in ("imagefolder", "stl10"):
+        bad(f"eval_split val needs a fixed-size dataset with one training set (not {cfg.dataset})")
     for name in ("fail_below_init", "knn_monitor"):
         if not isinstance(getattr(cfg, name), bool):
             bad(f"{name} must be true or false, got {getattr(cfg, name)!r}")
@@ -374,7 +391,9 @@ def load_config(preset: str | None = "imagenet", overrides: dict | None = None) 
 
 # keys added to Config after runs existed: at their default they are left out of the identity, so the run ids of
 # configs that predate them stay what they were (their run directories and results rows are still recognised)
-HASHED_WHEN_SET = ("stem_stride",)
+HASHED_WHEN_SET = ("stem_stride", "bank_init")
+# keys only one mechanism reads (a preset may set them for all; the other mechanisms' run ids ignore them)
+ONLY_FOR = {"bank_init": "memory_bank"}
 
 
 def run_identity(cfg: Config, world: int | None = None) -> dict:
@@ -388,6 +407,9 @@ def run_identity(cfg: Config, world: int | None = None) -> dict:
     for k in HASHED_WHEN_SET:
         if d[k] == FIELD_DEFAULTS[k]:
             del d[k]
+    for k, mechanism in ONLY_FOR.items():      # a key one mechanism reads does not make another's run new
+        if cfg.mechanism != mechanism:
+            d.pop(k, None)
     d["world_size"] = int(world) if world else planned_world_size()
     if cfg.dataset == "imagefolder":
         d["dataset_path"] = str(Path(cfg.data).expanduser().resolve()) if cfg.data else ""

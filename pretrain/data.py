@@ -201,11 +201,30 @@ def imagefolder_dirs(root: str) -> tuple[Path, Path]:
 
 # -- entry points -----------------------------------------------------------------------------------------
 
+#: images of the validation split (``eval_split: val``): the LAST VAL_IMAGES of the fixed random order of the
+#: training set, so they are disjoint from every ``subset`` (its first images) that leaves room for them
+VAL_IMAGES = 10000
+
+
+def _fixed_order(n: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))
+
+
 def subset_indices(n: int, subset: int) -> torch.Tensor:
     """The first ``subset`` images of a fixed random order (the same for every run and seed)."""
     if not subset or subset >= n:
         return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:subset].sort().values
+    return _fixed_order(n)[:subset].sort().values
+
+
+def val_indices(n: int, subset: int) -> torch.Tensor:
+    """The validation images of a training set of ``n``: the last :data:`VAL_IMAGES` of the fixed random order,
+    never among the first ``subset`` (the pretraining images) and never in the test set."""
+    if not subset or subset + VAL_IMAGES > n:
+        raise UserError(f"eval_split val: the {VAL_IMAGES} validation images must come from training images outside "
+                        f"the pretraining subset, but subset {subset or n} + {VAL_IMAGES} > the {n} training images; "
+                        f"set a smaller subset")
+    return _fixed_order(n)[n - VAL_IMAGES:].sort().values
 
 
 def load_split(cfg, train: bool) -> Split:
@@ -251,14 +270,19 @@ def pretrain_split(cfg) -> Split:
 
 
 def eval_splits(cfg) -> tuple[Split, Split]:
-    """(train, test) labelled splits for kNN and the linear protocol (train after ``subset``)."""
+    """(train, test) labelled splits for kNN and the linear protocol (train after ``subset``); with
+    ``eval_split: val`` the scored images are the validation split (:func:`val_indices`) instead of the test set."""
     if cfg.dataset == "stl10":
-        tr = load_stl10(cfg.data, "train")
+        full = load_stl10(cfg.data, "train")
     else:
-        tr = load_split(cfg, True)
-    idx = subset_indices(len(tr), cfg.subset)
-    tr = Split(tr.images[idx], tr.labels[idx])
-    te = load_stl10(cfg.data, "test") if cfg.dataset == "stl10" else load_split(cfg, False)
+        full = load_split(cfg, True)
+    idx = subset_indices(len(full), cfg.subset)
+    tr = Split(full.images[idx], full.labels[idx])
+    if cfg.eval_split == "val":
+        v = val_indices(len(full), cfg.subset)
+        te = Split(full.images[v], full.labels[v])
+    else:
+        te = load_stl10(cfg.data, "test") if cfg.dataset == "stl10" else load_split(cfg, False)
     if cfg.knn_subset:
         te = Split(te.images[:cfg.knn_subset], te.labels[:cfg.knn_subset])
     return tr, te

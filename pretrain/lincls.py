@@ -46,8 +46,9 @@ from . import distributed as D
 from .augment import normalize_batch, resized_crop, sample_crops
 from .checkpoint import load, load_backbone
 from .fileio import atomic_save, atomic_write_json, atomic_write_text, refuse_overwrite
-from .probe import ProbeConfig, linear_probe
-from .protocol import PROTOCOLS, LinclsConfig, is_result, provenance, result_for  # noqa: F401 (the API)
+from .probe import linear_probe
+from .protocol import (PROTOCOLS, LinclsConfig, ProbeConfig, default_protocol, is_result, provenance,  # noqa: F401
+                       result_for)
 from .rundir import RunDir
 from .encoder import backbone_forward, feature_dim
 from .errors import UserError, cli, die
@@ -166,10 +167,10 @@ def run(ckpt_path: str, lc: LinclsConfig | None = None, preset: str | None = Non
     The processes meet (group rendezvous, or a barrier in the caller's group) BEFORE the checkpoint is read:
     called right after pretraining in the same processes, no rank reads ``ckpt_path`` while rank 0 may still
     be writing it."""
-    lc = lc or LinclsConfig()
+    lc = lc or LinclsConfig(protocol="")            # the dataset's default protocol (default_protocol)
     if lc.epochs < 1 or lc.batch_size < 1 or not lc.lr > 0:
         raise UserError("epochs and batch size must be >= 1 and lr > 0")
-    if lc.protocol not in PROTOCOLS:
+    if lc.protocol and lc.protocol not in PROTOCOLS:
         raise UserError(f"linear protocol {lc.protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     out_path, lck_path, metrics_path = output_paths(ckpt_path, out)
     check_writable(out_path)
@@ -186,6 +187,8 @@ def run(ckpt_path: str, lc: LinclsConfig | None = None, preset: str | None = Non
         cfg, enc, state = load_backbone(ckpt_path, preset, data_dir)
         if workers is not None:
             cfg = dataclasses.replace(cfg, workers=int(workers))
+        if not lc.protocol:                                 # '': the dataset's default
+            lc = dataclasses.replace(lc, protocol=default_protocol(cfg.dataset))
         if cfg.dataset != "imagefolder":
             return _run_fixed(ckpt_path, lc, cfg, enc, state, dev, out_path, progress)
         if lc.cache_features:
@@ -214,7 +217,7 @@ def _run_fixed(ckpt_path, lc, cfg, enc, state, dev, out_path, progress) -> dict:
     res = fixed_protocol(lc, cfg, feats, feature_dim(enc), dev, progress)
     _sanity_check(enc, state)
     res["checkpoint"] = str(ckpt_path)
-    res.update(provenance(lc, res["cache_features"], backbone_fingerprint(state), ckpt_path))
+    res.update(provenance(lc, res["cache_features"], backbone_fingerprint(state), ckpt_path, cfg.eval_split))
     return _finish(res, out_path)
 
 
@@ -479,9 +482,9 @@ def main(argv=None) -> int:
     p.add_argument("--schedule", type=int, nargs="+", default=d.schedule)
     p.add_argument("--cache-features", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--protocol", default=d.protocol, choices=PROTOCOLS,
-                   help="sgd: main_lincls.py's (default); logreg: the converged probe (pretrain/probe.py), "
-                        "fixed-size datasets")
+    p.add_argument("--protocol", default=None, choices=PROTOCOLS,
+                   help="logreg: the converged probe (pretrain/probe.py; the default on fixed-size datasets); "
+                        "sgd: main_lincls.py's (the default on imagefolder)")
     p.add_argument("--preset", default=None, help="architecture/data preset for an official MoCo checkpoint")
     p.add_argument("--data", default=None, help="dataset root (default: the checkpoint config's data path)")
     p.add_argument("--workers", type=int, default=None,
@@ -492,7 +495,7 @@ def main(argv=None) -> int:
     p.add_argument("--dist-timeout-min", type=int, default=60, help="timeout of the process group's collectives")
     a = p.parse_args(argv)
     lc = LinclsConfig(a.epochs, a.lr, a.momentum, a.weight_decay, a.batch_size, a.schedule, a.cache_features,
-                      a.seed, a.protocol)
+                      a.seed, a.protocol or "")
     try:
         if a.workers is not None and a.workers < 0:
             raise UserError("--workers must be >= 0")

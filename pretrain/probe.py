@@ -1,7 +1,8 @@
 """The converged linear probe on frozen features (the linear-probe protocol of Radford et al. 2021, CLIP,
 appendix A.3): multinomial logistic regression on standardised features, fitted by L-BFGS (scikit-learn's
 ``LogisticRegression``) to a stated gradient tolerance, its L2 strength lambda chosen from a declared grid on a
-validation split carved from the training images, then refitted on all of them with that lambda.
+validation split carved from the training images, then refitted on all of them with that lambda. The settings
+(:class:`pretrain.protocol.ProbeConfig`) live beside the SGD protocol's, in the torch-free ``protocol.py``.
 
 Why not main_lincls.py's SGD at lr 30 on cached features: with no augmentation and no weight decay the
 classifier's weights grow without bound and the number read is a saturated last iterate that depends on the
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -25,23 +26,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-#: the declared grid of L2 strengths (per-image objective), 10^-6 ... 10^0
-LAMBDAS = [10.0 ** e for e in range(-6, 1)]
+from .protocol import LAMBDAS, ProbeConfig  # noqa: F401  (LAMBDAS: the declared grid, re-exported)
 
-
-@dataclass
-class ProbeConfig:
-    """The probe's declared settings (recorded with every result)."""
-    lambdas: list = field(default_factory=lambda: list(LAMBDAS))
-    val_frac: float = 0.2          # share of the training images held out to choose lambda (stratified)
-    max_iter: int = 2000           # L-BFGS iterations at most
-    tol: float = 1e-6              # L-BFGS stops when the projected gradient's max entry is below this
-    seed: int = 0                  # the validation split
-
-
-def _solver(lam: float, n: int, pc: ProbeConfig) -> LogisticRegression:
+def _solver(lam: float, n: int, pc: ProbeConfig, tol: float) -> LogisticRegression:
     # warm_start: a fit starts from the model's current weights (the previous lambda's solution on the path)
-    return LogisticRegression(C=1.0 / (lam * n), solver="lbfgs", max_iter=pc.max_iter, tol=pc.tol,
+    return LogisticRegression(C=1.0 / (lam * n), solver="lbfgs", max_iter=pc.max_iter, tol=tol,
                               warm_start=True)
 
 
@@ -84,7 +73,7 @@ def linear_probe(ftr: np.ndarray, ytr: np.ndarray, fte: np.ndarray, yte: np.ndar
     # the regularisation path from the strongest lambda to the weakest, each fit warm-started from the one
     # before (the same minimisers as cold starts, in a fraction of the iterations)
     val, coefs = {}, {}
-    clf = _solver(max(pc.lambdas), len(y_fit), pc)
+    clf = _solver(max(pc.lambdas), len(y_fit), pc, pc.path_tol)
     for lam in sorted(pc.lambdas, reverse=True):
         _fit(clf, x_fit, y_fit, lam)
         val[lam] = 100.0 * float((clf.predict(x_val) == y_val).mean())
@@ -93,7 +82,7 @@ def linear_probe(ftr: np.ndarray, ytr: np.ndarray, fte: np.ndarray, yte: np.ndar
     lam = max(lam for lam, acc in val.items() if acc == best)
     scaler = StandardScaler().fit(ftr)
     x, xt = scaler.transform(ftr), scaler.transform(fte)
-    clf = _solver(lam, len(ytr), pc)                     # the refit on all images, from the chosen solution
+    clf = _solver(lam, len(ytr), pc, pc.tol)                   # the refit on all images, from the chosen solution
     clf.coef_, clf.intercept_ = coefs[lam]
     _fit(clf, x, ytr, lam)
     n_iter = int(np.max(clf.n_iter_))

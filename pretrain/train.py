@@ -46,6 +46,44 @@ def seed_all(seed: int, epoch: int, rank: int) -> int:
     return s
 
 
+#: per-step losses kept in an epoch's record (metrics.jsonl, the checkpoint): at most this many, as block means
+STEP_LOSS_POINTS = 500
+
+
+def loss_stats(step_loss: list, chance: float) -> dict:
+    """An epoch's per-step training losses, summarised for the paper's "fail" ("the training loss oscillates and
+    fails to converge", MoCo Sec. 4.1):
+
+    - ``loss_osc``: the step-to-step variability, RMS of successive differences / sqrt 2 (nats; for independent
+      noise of standard deviation s around a smooth curve it is s, and a slow trend barely moves it);
+    - ``loss_chance_share``: the share of steps whose loss is at or above the chance level ln(1 + negatives);
+    - ``loss_drop``: mean of the epoch's first tenth of steps minus mean of its last tenth (> 0: still falling).
+    """
+    x = np.asarray(step_loss, dtype=float)
+    if len(x) < 2:
+        return {"loss_osc": None, "loss_chance_share": None, "loss_drop": None}
+    tenth = max(1, len(x) // 10)
+    return {"loss_osc": float(np.sqrt(np.mean(np.diff(x) ** 2) / 2.0)),
+            "loss_chance_share": float(np.mean(x >= chance)),
+            "loss_drop": float(x[:tenth].mean() - x[-tenth:].mean())}
+
+
+def loss_rise(history: list) -> float | None:
+    """How far the last epoch's mean loss is above the lowest mean loss of the epochs before it (nats; < 0: the
+    last epoch is the lowest). None with fewer than two epochs."""
+    losses = [r.get("loss") for r in history]
+    if len(losses) < 2 or any(v is None for v in losses):
+        return None
+    return float(losses[-1] - min(losses[:-1]))
+
+
+def block_means(x: list, points: int = STEP_LOSS_POINTS) -> list:
+    """``x`` itself when it has at most ``points`` values, else the means of ``points`` consecutive blocks."""
+    if len(x) <= points:
+        return [round(float(v), 5) for v in x]
+    return [round(float(b.mean()), 5) for b in np.array_split(np.asarray(x, dtype=float), points)]
+
+
 def peak_mem_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
@@ -176,6 +214,7 @@ class Trainer:
         sums = torch.zeros(4, dtype=torch.float64)         # loss, acc1, acc5, steps
         mf = self.memory_format
         images, t_step, t0 = 0, 0.0, time.perf_counter()
+        step_loss = []
         steps = len(self.sampler) // self.batch
         if cfg.max_steps:
             steps = min(steps, cfg.max_steps)
@@ -209,6 +248,7 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             sums += torch.tensor([lval, acc1, acc5, 1.0], dtype=torch.float64)
+            step_loss.append(lval)
             images += im_q.shape[0] * self.world
             t_step += time.perf_counter() - ts
             bar.update(1)
@@ -222,7 +262,8 @@ class Trainer:
         n = max(sums[3].item(), 1.0)
         return {"epoch": epoch + 1, "loss": sums[0].item() / n, "pretext_acc1": sums[1].item() / n,
                 "pretext_acc5": sums[2].item() / n, "lr": lr, "images_per_s": images / max(seconds, 1e-9),
-                "step_time_s": t_step / n, "seconds": seconds, "peak_mem_mb": peak_mem_mb(dev)}
+                "step_time_s": t_step / n, "seconds": seconds, "peak_mem_mb": peak_mem_mb(dev),
+                **loss_stats(step_loss, chance_loss(cfg)), "step_loss": block_means(step_loss)}
 
     def knn(self) -> float:
         """kNN accuracy of the query encoder, computed by all processes together (each its shard)."""
@@ -274,7 +315,9 @@ def not_converged(cfg: Config, history: list, knn_init: float | None = None) -> 
     - ``fail_loss_frac`` (> 0): the last epoch's mean loss is still >= fail_loss_frac x the chance level
       ln(1 + negatives);
     - ``fail_below_init`` (with the kNN monitor): the final kNN top-1 is strictly below ``knn_init``, the kNN
-      top-1 of the same network at its random initialisation (same seed, kNN protocol and data).
+      top-1 of the same network at its random initialisation (same seed, kNN protocol and data);
+    - ``fail_loss_rise`` (> 0): the last epoch's mean loss is >= fail_loss_rise nats above the lowest mean loss of
+      an earlier epoch (:func:`loss_rise`): the loss went back up instead of converging.
     """
     if not history:
         return ""
@@ -284,6 +327,10 @@ def not_converged(cfg: Config, history: list, knn_init: float | None = None) -> 
         if last >= cfg.fail_loss_frac * chance:
             reasons.append(f"last-epoch loss {last:.3f} >= {cfg.fail_loss_frac:g} x the chance level "
                            f"ln(1 + negatives) = {chance:.3f} (fail_loss_frac)")
+    rise = loss_rise(history)
+    if cfg.fail_loss_rise and rise is not None and rise >= cfg.fail_loss_rise:
+        reasons.append(f"last-epoch loss {history[-1]['loss']:.3f} is {rise:.3f} above the lowest earlier epoch's "
+                       f"(>= {cfg.fail_loss_rise:g} nats, fail_loss_rise)")
     final_knn = history[-1].get("knn_acc")
     if cfg.fail_below_init and cfg.knn_monitor and final_knn is not None and knn_init is not None:
         if final_knn < knn_init:
@@ -326,13 +373,15 @@ def chance_loss(cfg: Config) -> float:
 
 
 def summarize(cfg: Config, history: list, status: str, reason: str, wall_s: float, device, world: int,
-              knn_init: float | None = None) -> dict:
+              knn_init: float | None = None, n_eval: int | None = None) -> dict:
     last = history[-1] if history else {}
     knn = [r["knn_acc"] for r in history if r.get("knn_acc") is not None]
     return {
         "status": status, "reason": reason, "run_id": config_hash(cfg, world), "world_size": world,
         "eval": eval_settings(cfg), "epochs_done": len(history),
         "loss": last.get("loss"), "chance_loss": chance_loss(cfg), "pretext_acc1": last.get("pretext_acc1"),
+        "loss_osc": last.get("loss_osc"), "loss_chance_share": last.get("loss_chance_share"),
+        "loss_drop": last.get("loss_drop"), "loss_rise": loss_rise(history), "n_eval": n_eval,
         "pretext_acc5": last.get("pretext_acc5"),
         "knn_acc": knn[-1] if knn else None, "knn_init": knn_init,
         "wall_s": wall_s,
@@ -433,7 +482,9 @@ def _run_locked(cfg: Config, run_dir: Path, resume: bool, progress: bool) -> dic
         # the time of the finished epochs (their kNN included); a diverged run also counts its last, partial one
         wall = (trainer.history[-1]["wall_s"] if trainer.history and status != S.DIVERGED
                 else trainer.wall_before + time.time() - t0)
-        summary = summarize(cfg, trainer.history, status, reason, wall, trainer.device, trainer.world, knn_init)
+        n_eval = len(trainer.eval_sets[1][1]) if trainer.eval_sets is not None else None
+        summary = summarize(cfg, trainer.history, status, reason, wall, trainer.device, trainer.world, knn_init,
+                            n_eval)
         if D.is_main():
             if finished is not None:
                 trainer.save(len(trainer.history))           # the checkpoint's history gets the new kNN

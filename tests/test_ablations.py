@@ -120,7 +120,7 @@ def test_dry_run_prints_runs_and_cost_from_measured_speed(tmp_path):
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count(" todo ") == 4 * 7                 # 4 cells at tiny x the tiny preset's 7 seeds
-    assert all(f"seed={s}" in r.stdout for s in range(7))
+    assert all(f"seed={s}" in r.stdout for s in range(1000, 1007))     # tiny's fresh seed range
     cfg = load_config("tiny", {"moco_k": 4096})
     hours = 28 * cfg.subset * cfg.epochs / 200.0 / 3600
     assert f"estimated pretraining time: {hours:.2f} h" in r.stdout
@@ -270,7 +270,7 @@ def test_planned_run_ids_are_unchanged():
     """Run ids computed on 84bc967, before a run was resolved once and before stem_stride (existing run
     directories stay theirs; 1717ffa79246 is a run of the first multi-seed tiny set):
     fig3 at tiny (seed 0, one process) and at imagenet with 8 processes."""
-    _, tiny = L.plan("fig3_mechanisms", "tiny", Path("/nonexistent-runs"), seeds=1, sets=TINY_V1)
+    _, tiny = L.plan("fig3_mechanisms", "tiny", Path("/nonexistent-runs"), seeds=1, sets=TINY_V1, seed_start=0)
     ids = {p.spec.label: p.run_id for p in tiny}       # the first tiny design (the preset changed in #11)
     assert len(ids) == 6
     assert ids["mechanism=moco moco_k=256 seed=0"] == "51a525236ea2"
@@ -298,7 +298,7 @@ def test_a_grid_is_resolved_once_per_run(monkeypatch):
     _, planned = L.plan("fig3_mechanisms", "tiny", Path("/nonexistent-runs"), seeds=2)
     assert len(planned) == 12 and len(calls) == 1 + 12 and calls[0] is None       # the preset, then each run
     e2e = [p for p in planned if p.cfg.mechanism == "end_to_end" and p.cfg.batch_size == 1024]
-    assert [(p.cfg.moco_k, p.cfg.seed) for p in e2e] == [(1024, 0), (1024, 1)]
+    assert [(p.cfg.moco_k, p.cfg.seed) for p in e2e] == [(1024, 1000), (1024, 1001)]     # tiny's fresh seed range
     assert all(p.cfg is p.spec.cfg and p.run_id == config_hash(p.cfg, 1) for p in planned)
 
 

@@ -284,7 +284,7 @@ def test_build_pretrainer_is_the_config_s_module(mechanism):
     from pretrain.encoder import encoder_for
     from pretrain.shuffle_bn import SplitBatchNorm
     over = {"mechanism": mechanism, "arch": "resnet18", "width": 4, "moco_dim": 8, "moco_t": 0.3,
-            "moco_m": 0.9, "bank_m": 0.25}
+            "moco_m": 0.9, "bank_m": 0.25, "bank_init": "random"}     # a bank of any size (features: the data's)
     over.update({"batch_size": 32} if mechanism == "end_to_end" else {"moco_k": 48})
     cfg = load_config("tiny", over)
     torch.manual_seed(3)

@@ -130,7 +130,7 @@ def test_round_trip_through_our_readers(exported):
 
 @pytest.mark.parametrize("mechanism,extra", [("end_to_end", set()), ("memory_bank", {"module.bank"})])
 def test_other_mechanisms_and_non_standard_resnets(mechanism, extra, tmp_path, capsys):
-    over = {"mechanism": mechanism, "moco_k": 32, "batch_size": 32}
+    over = {"mechanism": mechanism, "moco_k": 32, "batch_size": 32, "bank_init": "random"}
     model = save_ours(tmp_path / "c.pth", over, preset="tiny")             # width 16, CIFAR stem, 1 channel
     assert export_cli([str(tmp_path / "c.pth"), str(tmp_path / "o.pth")]) == 0
     cap = capsys.readouterr()

@@ -117,12 +117,14 @@ TINY = {
     'dataset': 'fashion_mnist', 'data': '', 'subset': 20000, 'image_size': 28, 'augment_on': 'batched',
     'workers': 0, 'aug_plus': False, 'crop_scale_min': 0.85, 'blur': True, 'arch': 'resnet18', 'cifar_stem': True,
     'stem_stride': 2, 'in_chans': 1, 'width': 16, 'moco_dim': 128, 'mlp': False, 'mechanism': 'moco',
-    'moco_k': 4096, 'moco_m': 0.999, 'moco_t': 0.1, 'bank_m': 0.5, 'shuffle_bn': 'auto', 'bn_splits': 8,
+    'moco_k': 4096, 'moco_m': 0.999, 'moco_t': 0.1, 'bank_m': 0.5, 'bank_init': 'features', 'shuffle_bn': 'auto',
+    'bn_splits': 8,
     'epochs': 5, 'batch_size': 128, 'lr': 0.06, 'lr_ref_batch': 128, 'lr_scaling': 'linear', 'momentum': 0.9,
-    'weight_decay': 0.0005, 'schedule': [120, 160], 'cos': True, 'cos_first_epoch': 0, 'precision': 'bf16',
-    'channels_last': True, 'knn_monitor': True, 'knn_every': 0, 'knn_k': 200, 'knn_t': 0.1,
-    'knn_feature': 'backbone', 'knn_subset': 0, 'seed': 0, 'device': 'auto', 'threads': 0,
+    'weight_decay': 0.0005, 'schedule': [120, 160], 'cos': True, 'cos_first_epoch': 0, 'precision': 'fp32',
+    'channels_last': False, 'knn_monitor': True, 'knn_every': 0, 'knn_k': 200, 'knn_t': 0.1,
+    'knn_feature': 'backbone', 'knn_subset': 0, 'eval_split': 'test', 'seed': 0, 'device': 'auto', 'threads': 0,
     'dist_timeout_min': 60, 'max_steps': 0, 'fail_on_nan': True, 'fail_loss_frac': 0.0, 'fail_below_init': False,
+    'fail_loss_rise': 0.0,
 }
 
 

@@ -111,8 +111,42 @@ def test_result_for_tells_the_protocols_apart(tmp_path, protocol):
     from pretrain.protocol import result_for
     other = "logreg" if protocol == "sgd" else "sgd"
     res = {"lincls_acc1": 80.0, "backbone": "f" * 64,
-           "lincls_config": {**dataclasses.asdict(LinclsConfig(protocol=protocol)), "cache_features": True}}
+           "lincls_config": {**dataclasses.asdict(LinclsConfig(protocol=protocol)), "cache_features": True},
+           "probe_config": dataclasses.asdict(ProbeConfig())}
     p = tmp_path / "lincls.json"
     p.write_text(json.dumps(res))
     assert result_for(p, LinclsConfig(protocol=protocol)) == res
     assert result_for(p, LinclsConfig(protocol=other)) is None
+    assert result_for(p, LinclsConfig(protocol=protocol), eval_split="val") is None     # scored on other images
+
+
+def test_a_result_of_other_probe_settings_is_no_result(tmp_path):
+    """A probe result computed with other declared settings (here the lambda path's tolerance) is run again."""
+    from pretrain.protocol import result_for
+    lc = LinclsConfig(protocol="logreg")
+    res = {"lincls_acc1": 80.0, "backbone": "f" * 64,
+           "lincls_config": {**dataclasses.asdict(lc), "cache_features": True},
+           "probe_config": dataclasses.asdict(ProbeConfig(path_tol=1e-6))}
+    p = tmp_path / "lincls.json"
+    p.write_text(json.dumps(res))
+    assert result_for(p, lc) is None
+    res["probe_config"] = dataclasses.asdict(ProbeConfig())
+    p.write_text(json.dumps(res))
+    assert result_for(p, lc) == res
+
+
+def test_the_probe_is_the_default_linear_protocol_of_fixed_size_datasets():
+    from pretrain.protocol import default_protocol, for_dataset
+    assert [default_protocol(d) for d in ("fashion_mnist", "cifar10", "stl10", "synthetic")] == ["logreg"] * 4
+    assert default_protocol("imagefolder") == "sgd"               # main_lincls.py's: the paper's ImageNet number
+    assert for_dataset("imagefolder") == LinclsConfig()           # the official defaults, unchanged
+    assert LinclsConfig().protocol == "sgd" and LinclsConfig().lr == 30.0 and LinclsConfig().epochs == 100
+
+
+def test_the_lambda_path_tolerance_chooses_as_the_tight_one():
+    """The path's looser tolerance (declared path_tol) picks a lambda whose validation accuracy is within 0.1
+    point of the best one under the tight tolerance, and the test accuracy moves by < 0.2 point."""
+    ftr, ytr, fte, yte = _task()
+    loose, tight = linear_probe(ftr, ytr, fte, yte), linear_probe(ftr, ytr, fte, yte, ProbeConfig(path_tol=1e-6))
+    assert tight["val_acc1"][f"{loose['lambda']:g}"] >= max(tight["val_acc1"].values()) - 0.1
+    assert abs(loose["lincls_acc1"] - tight["lincls_acc1"]) < 0.2

@@ -2,6 +2,7 @@
 their rows in the results table, then ``python -m reports`` on that table."""
 import subprocess
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -21,13 +22,14 @@ def test_report_from_a_real_tiny_grid(tmp_path, env):
     mom = table[table["grid"] == "table1_momentum"]
     assert sorted(mom["moco_m"].tolist()) == [0.0, 0.9, 0.99, 0.999]        # tiny drops m = 0.9999 (grid file)
     assert set(mom["status"]) <= {"done", "diverged", "not_converged"}
-    # 6 steps: the declared m = 0 criterion (final kNN below the same network at random init) may fire on any of
-    # them; a not_converged run is a result with its kNN, its init kNN and its linear protocol
+    # the declared "fail" criteria (the grid's fixed): the last-epoch loss at chance (fail_loss_frac 1.0) or back
+    # up by 0.1 nats over an earlier epoch (fail_loss_rise 0.1) make a run not_converged, a result with its kNN
+    # and its linear protocol (the converged probe at tiny)
     finite = mom[mom["status"] != "diverged"]
     assert len(finite) >= 3 and finite["knn_acc"].between(0, 100).all() and finite["lincls_acc1"].notna().all()
-    assert finite["knn_init"].between(0, 100).all()
-    below = finite["knn_acc"] < finite["knn_init"]
-    assert ((finite["status"] == "not_converged") | ~below).all()         # below init -> not_converged
+    assert (finite["lincls_protocol"] == "logreg").all() and finite["loss_rise"].notna().all()
+    fired = (finite["loss_rise"] >= 0.1) | (finite["loss"] >= np.log(1 + finite["moco_k"]))
+    assert ((finite["status"] == "not_converged") == fired).all()
 
     out = tmp_path / "report"
     r = subprocess.run([PY, "-m", "reports", "--results", str(tmp_path / "results.csv"), "--out", str(out),
@@ -37,7 +39,7 @@ def test_report_from_a_real_tiny_grid(tmp_path, env):
     verdict = verdicts.set_index("key")["verdict"]
     # the momentum claims were judged on the real runs (one seed: indicative only); the grids that did not run
     # say so
-    judged = ("reproduced", "contradicted", "inconclusive")
+    judged = ("reproduced", "contradicted", "inconclusive", "not judgeable")    # 6 steps may not learn (claims v2)
     assert verdict["m0_fails"] in judged and verdict["momentum_helps"] in judged
     notes = verdicts.set_index("key")["notes"]
     assert "single seed: indicative only" in notes["momentum_helps"]

@@ -213,7 +213,7 @@ def test_the_grid_row_never_reads_a_hand_written_result(trained):
         cfg = load_config("tiny", synthetic_overrides(epochs=1, max_steps=4))
         row = row_from_run_dir("g", "tiny", summary["run_id"], d, cfg)
         assert row["status"] == "done" and "lincls_acc1" not in row
-        assert lincls_result(d) is None
+        assert lincls_result(d, cfg) is None
     finally:
         RunDir(d).lincls.unlink()
 
