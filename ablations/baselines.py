@@ -24,6 +24,7 @@ from pretrain.baselines import RANDOM_INIT, RAW_PIXELS
 from pretrain.protocol import for_dataset
 
 from . import results
+from .grid import check_seed_start, default_seed_start, default_seeds
 
 GRID = "baselines"
 KNN_KEYS = ("knn_k", "knn_t", "knn_feature", "knn_subset", "eval_split")
@@ -83,7 +84,6 @@ def run(preset: str, seeds: int | None = None, lincls: bool = True, sets: dict |
     from pretrain.errors import UserError
     from pretrain.knn import eval_loaders
 
-    from .grid import check_seed_start, default_seed_start, default_seeds
     from pretrain.fileio import git_sha
     seeds = default_seeds(preset) if seeds is None else int(seeds)
     if seeds < 1:
