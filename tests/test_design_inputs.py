@@ -13,7 +13,7 @@ import torch
 from ablations.baselines import plan as baseline_plan
 from ablations.grid import DESIGN_SEEDS, default_seed_start, expand, load_grid
 from pretrain import data
-from pretrain.config import load_config
+from pretrain.config import EVAL_KEYS, config_hash, load_config
 from pretrain.errors import UserError
 from pretrain.train import block_means, loss_rise, loss_stats, not_converged, run
 
@@ -52,7 +52,6 @@ def test_eval_split_val_scores_training_images_outside_the_subset(monkeypatch):
 
 
 def test_eval_split_is_an_evaluation_key_checked_like_the_others():
-    from pretrain.config import EVAL_KEYS, config_hash
     cfg = load_config("tiny")
     assert "eval_split" in EVAL_KEYS and "fail_loss_rise" in EVAL_KEYS
     assert config_hash(cfg, 1) == config_hash(dataclasses.replace(cfg, eval_split="val"), 1)   # same training

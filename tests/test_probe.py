@@ -17,6 +17,7 @@ from pretrain.config import load_config
 from pretrain.data import make_synthetic
 from pretrain.lincls import LinclsConfig, fixed_protocol
 from pretrain.probe import LAMBDAS, ProbeConfig, linear_probe
+from pretrain.protocol import default_protocol, for_dataset, result_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,7 +109,6 @@ def test_lincls_cli_protocol_logreg(tmp_path):
 
 @pytest.mark.parametrize("protocol", ["sgd", "logreg"])
 def test_result_for_tells_the_protocols_apart(tmp_path, protocol):
-    from pretrain.protocol import result_for
     other = "logreg" if protocol == "sgd" else "sgd"
     res = {"lincls_acc1": 80.0, "backbone": "f" * 64,
            "lincls_config": {**dataclasses.asdict(LinclsConfig(protocol=protocol)), "cache_features": True},
@@ -122,7 +122,6 @@ def test_result_for_tells_the_protocols_apart(tmp_path, protocol):
 
 def test_a_result_of_other_probe_settings_is_no_result(tmp_path):
     """A probe result computed with other declared settings (here the lambda path's tolerance) is run again."""
-    from pretrain.protocol import result_for
     lc = LinclsConfig(protocol="logreg")
     res = {"lincls_acc1": 80.0, "backbone": "f" * 64,
            "lincls_config": {**dataclasses.asdict(lc), "cache_features": True},
@@ -136,7 +135,6 @@ def test_a_result_of_other_probe_settings_is_no_result(tmp_path):
 
 
 def test_the_probe_is_the_default_linear_protocol_of_fixed_size_datasets():
-    from pretrain.protocol import default_protocol, for_dataset
     assert [default_protocol(d) for d in ("fashion_mnist", "cifar10", "stl10", "synthetic")] == ["logreg"] * 4
     assert default_protocol("imagefolder") == "sgd"               # main_lincls.py's: the paper's ImageNet number
     assert for_dataset("imagefolder") == LinclsConfig()           # the official defaults, unchanged
