@@ -5,11 +5,13 @@ PY := $(VENV)/bin/python
 PRESET ?= tiny
 EXECUTOR ?= local
 ABLATIONS_ARGS ?=
-# seeds per grid cell (empty: the grid's / the preset's default, tiny 7, cifar10 3, others 1); SEEDS=1: quick run
+# seeds per grid cell (empty: the grid's / the preset's default, tiny 6, cifar10 3, others 1); SEEDS=1: quick run
 SEEDS ?=
 # SEED_START: the first seed (empty: the preset's, tiny 1000; design pilots 100-199; the first tiny set 0)
 SEED_START ?=
-SEEDS_ARG = $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SEED_START),--seed-start $(SEED_START))
+# SETS: config fields set for every run and baseline, e.g. SETS="eval_split=val" for a design pilot
+SETS ?=
+SEEDS_ARG = $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SEED_START),--seed-start $(SEED_START)) $(foreach s,$(SETS),--set $(s))
 PYTEST_ARGS ?=
 
 .PHONY: setup data test bench gpu-check reproduce-table report slurm-up slurm-down setup-transfer setup-browser clean-runs

@@ -8,7 +8,7 @@
   python -m ablations list
 
 Seeds are a grid axis: every cell runs with seeds S..S+N-1 (N: ``--seeds`` > the grid's preset section > the
-grid's ``seeds:`` > the preset's default: tiny 7, cifar10 3, others 1; S: ``--seed-start`` > the preset's, tiny
+grid's ``seeds:`` > the preset's default: tiny 6, cifar10 3, others 1; S: ``--seed-start`` > the preset's, tiny
 1000, others 0); ``--set seed=S`` runs exactly seed S.
 ``baselines`` writes the random-init (per seed) and raw-pixel baselines (kNN and linear protocol) into the
 results table (grid "baselines").
@@ -69,7 +69,7 @@ def parse(argv=None):
     b = sub.add_parser("baselines", help="random-init and raw-pixel baselines (kNN, linear) into the results table")
     b.add_argument("--preset", default="tiny", help="pretrainer preset (default: tiny)")
     b.add_argument("--seeds", type=int, default=None,
-                   help="random init of seeds S..S+N-1 (default: the preset's seeds, tiny 7, cifar10 3, else 1)")
+                   help="random init of seeds S..S+N-1 (default: the preset's seeds, tiny 6, cifar10 3, else 1)")
     b.add_argument("--seed-start", type=int, default=None,
                    help="the first seed (default: the preset's, tiny 1000; design pilots use 100-199)")
     b.add_argument("--no-lincls", action="store_true", help="kNN only (no linear protocol)")
@@ -82,7 +82,7 @@ def parse(argv=None):
                        help="config field set for every run (e.g. data=/datasets/imagenet)")
         q.add_argument("--runs-dir", default=None, help="root of the run directories (default: runs/)")
         q.add_argument("--seeds", type=int, default=None,
-                       help="run every cell with seeds S..S+N-1 (default: the grid's, else tiny 7, cifar10 3, "
+                       help="run every cell with seeds S..S+N-1 (default: the grid's, else tiny 6, cifar10 3, "
                             "others 1); not with --set seed=S")
         q.add_argument("--seed-start", type=int, default=None,
                        help="S, the first seed (default: the preset's, tiny 1000: seeds no design decision saw; "

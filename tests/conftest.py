@@ -26,12 +26,12 @@ def env():
 # The tiny recipe of the first tiny sets (git 84bc967), as overrides of today's tiny preset: run ids pinned before
 # the #11 pilot changed the preset are computed with these (the runs of that design keep their ids).
 TINY_V1 = {"crop_scale_min": 0.2, "stem_stride": 1, "moco_m": 0.99, "epochs": 6, "precision": "fp32",
-           "channels_last": False, "knn_every": 3, "bank_init": "random"}
+           "channels_last": False, "knn_every": 3, "bank_init": "random", "width": 16, "subset": 20000}
 
 
 # The tiny design of the first 7-seed set (claims v1, seeds 0-6: reports/reference/tiny/), as overrides of today's
-# tiny preset (design v2 changed these three): planning the grids with them gives that set's run ids.
-TINY_DESIGN_V1 = {"precision": "bf16", "channels_last": True, "bank_init": "random"}
+# tiny preset (design v2 changed these): planning the grids with them gives that set's run ids.
+TINY_DESIGN_V1 = {"precision": "bf16", "channels_last": True, "bank_init": "random", "width": 16, "subset": 20000}
 
 
 def synthetic_overrides(**kw):
