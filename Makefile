@@ -60,10 +60,13 @@ reproduce-table: $(VENV)/.installed
 	$(PY) -m ablations baselines --preset $(PRESET) $(SEEDS_ARG)
 	$(MAKE) report RESULTS=
 
-# RESULTS=reports/reference/tiny/results.csv: the committed reference set's report, without training
+# RESULTS=reports/reference/tiny/results.csv: the committed reference set's report, without training;
+# EXPLORATORY=CSV: an exploratory set's results judged by the same claims, its outcome beside each verdict
 RESULTS ?=
+EXPLORATORY ?=
 report: $(VENV)/.installed
-	$(PY) -m reports $(if $(RESULTS),--results $(RESULTS)) $(if $(CLAIMS),--claims $(CLAIMS))
+	$(PY) -m reports $(if $(RESULTS),--results $(RESULTS)) $(if $(CLAIMS),--claims $(CLAIMS)) \
+	  $(if $(EXPLORATORY),--exploratory $(EXPLORATORY))
 
 slurm-up:
 	bash ablations/slurm/cluster.sh up

@@ -47,16 +47,34 @@ def claims_line(spec: dict, results_path=None) -> str:
     return s + "."
 
 
-def build(results_path=None, out_dir="reports/out", progress: bool = True, claims_path=None) -> dict:
+def exploratory_verdicts(path, spec: dict) -> dict[str, dict[str, claims.Verdict]]:
+    """The claims of ``spec`` judged on the results table at ``path`` (an exploratory set: its seeds were seen
+    while the design or the claims were written), per unit (preset) name and claim key."""
+    exp = data.load_results(path)
+    return {name: {v.key: v for v in claims.judge_all(r.df, name, spec)} for name, r in exp.units()}
+
+
+def exploratory_line(path) -> str:
+    return (f"Beside each verdict: the same claim judged by the same rules on the exploratory set {path} (seeds "
+            "seen while the design or the claims were written: a finding it shows that the confirmatory seeds do "
+            "not is not confirmed).")
+
+
+def build(results_path=None, out_dir="reports/out", progress: bool = True, claims_path=None,
+          exploratory_path=None) -> dict:
     """The report of every preset in the results table, judged by the claims file ``claims_path`` (default
     ``ablations/claims.yaml``). One preset (or none): the report is ``out_dir`` itself. Several: one complete
     report per preset in ``out_dir/<preset>/`` and an index page in ``out_dir`` with each preset's verdicts
-    (presets, datasets and archs are never pooled)."""
+    (presets, datasets and archs are never pooled). ``exploratory_path``: a second results table (an
+    exploratory set) judged by the same claims, its outcome shown beside each verdict of the same preset."""
     out_dir = Path(out_dir)
     res = data.load_results(results_path)
     spec = claims.load(claims_path or claims.CLAIMS_FILE)
     spec["line"] = claims_line(spec, results_path)
     spec["rules"] = claims.rules_text(spec)
+    if exploratory_path:
+        spec["exploratory"] = exploratory_verdicts(exploratory_path, spec)
+        spec["line"] += " " + exploratory_line(exploratory_path)
     units = res.units()
     if len(units) <= 1:
         name, r = units[0] if units else ("", res)
@@ -87,17 +105,21 @@ def build(results_path=None, out_dir="reports/out", progress: bool = True, claim
 VERDICT_CSV_V1 = ["preset", "key", "claim", "source", "verdict", "effect_95ci", "seeds", "runs", "test", "notes",
                   "numbers"]
 VERDICT_CSV_V2 = VERDICT_CSV_V1 + ["reason", "claims"]      # version 2: why not judgeable; the claims file
+VERDICT_CSV_EXPLORATORY = ["exploratory_verdict", "exploratory_effect_95ci"]   # with an exploratory set beside
 
 
 def _write_verdicts(out_dir: Path, vds: list, spec: dict) -> None:
     """verdicts.csv and verdicts.tex; version 1 keeps its columns exactly (the committed reference's)."""
     v2 = spec["version"] >= 2
     name = f"{Path(spec.get('path', claims.CLAIMS_FILE)).name} v{spec['version']}"
+    columns = (VERDICT_CSV_V2 if v2 else VERDICT_CSV_V1) + (VERDICT_CSV_EXPLORATORY if "exploratory" in spec else [])
     vdf = pd.DataFrame([{"preset": v.unit_name, "key": v.key, "claim": v.claim, "source": v.source,
                          "verdict": v.status, "effect_95ci": v.effect, "seeds": v.seeds, "runs": v.runs,
                          "test": v.test, "notes": "; ".join(v.notes), "numbers": v.detail, "reason": v.reason,
-                         "claims": name} for v in vds],
-                       columns=VERDICT_CSV_V2 if v2 else VERDICT_CSV_V1)
+                         "claims": name,
+                         "exploratory_verdict": v.exploratory.status if v.exploratory else "not run",
+                         "exploratory_effect_95ci": v.exploratory.effect if v.exploratory else "—"} for v in vds],
+                       columns=columns)
     out_dir.mkdir(parents=True, exist_ok=True)
     render.write_atomic(out_dir / "verdicts.csv", vdf.to_csv(index=False))
     caption = "Verdicts" + (f" ({vds[0].unit_name})" if vds and len({v.unit_name for v in vds}) == 1 else "")
@@ -125,6 +147,9 @@ def build_unit(res: data.Results, out_dir: Path, name: str, spec: dict, progress
         parts[key]["baselines"] = parts["baselines"]["cells"]
     steps.update(1)
     vds = claims.judge_all(res.df, name, spec)
+    if "exploratory" in spec:
+        for v in vds:
+            v.exploratory = spec["exploratory"].get(name, {}).get(v.key)
     steps.update(1)
 
     figs = {}

@@ -103,6 +103,7 @@ class Verdict:
     notes: list = field(default_factory=list)
     reason: str = ""                # version 2: why the claim is not judgeable
     version: int = 1                # the claims version that judged it
+    exploratory: "Verdict | None" = None    # the same claim judged on an exploratory set, shown beside it
 
     @property
     def effect(self) -> str:

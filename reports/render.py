@@ -132,16 +132,32 @@ def markdown(ctx: dict, out_dir: Path) -> str:
     return "\n".join(L)
 
 
+EXPLORATORY_COLUMN = "exploratory set (same rules)"
+
+
+def _exploratory(vds) -> bool:
+    """Whether the verdicts carry an exploratory set's outcome beside them (a column is added)."""
+    return any(getattr(v, "exploratory", None) is not None for v in vds)
+
+
+def exploratory_text(v) -> str:
+    """The exploratory set's outcome of the same claim and its effect ("not run" where that set lacks it)."""
+    e = getattr(v, "exploratory", None)
+    return f"{e.status}: {e.effect}" if e is not None else "not run"
+
+
 def md_verdicts(vds, rules: str = "", heading: str = "## Verdicts") -> list[str]:
     """The verdict table in Markdown under ``rules`` (the claims version's rules, :func:`claims.rules_text`);
-    a not-judgeable claim's reason beside its verdict."""
+    a not-judgeable claim's reason beside its verdict; an exploratory set's outcome in a last column."""
+    cols = VERDICT_COLUMNS + ([EXPLORATORY_COLUMN] if _exploratory(vds) else [])
     L = [heading, ""] + ([md_escape(rules), ""] if rules else []) + [
-        "| " + " | ".join(VERDICT_COLUMNS) + " |", "|" + "---|" * len(VERDICT_COLUMNS)]
+        "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for v in vds:
         note = "; ".join(x for x in (_verdict_reason(v), _verdict_note(v)) if x)
         L.append(f"| {md_escape(v.claim)} | {md_escape(v.source)} | **{md_escape(v.status)}**"
                  + (f" ({md_escape(note)})" if note else "")
-                 + f" | {md_escape(v.effect)} | {v.seeds} | {md_escape(v.test)} | {md_escape(v.detail)} |")
+                 + f" | {md_escape(v.effect)} | {v.seeds} | {md_escape(v.test)} | {md_escape(v.detail)} |"
+                 + (f" {md_escape(exploratory_text(v))} |" if len(cols) > len(VERDICT_COLUMNS) else ""))
     L.append("")
     return L
 
@@ -187,8 +203,9 @@ def _html_effect(v) -> str:
 
 
 def html_verdicts(vds) -> str:
-    H = ['<table data-table="verdicts"><tr>' + "".join(f"<th>{html.escape(c)}</th>" for c in VERDICT_COLUMNS)
-         + "</tr>"]
+    side = _exploratory(vds)
+    cols = VERDICT_COLUMNS + ([EXPLORATORY_COLUMN] if side else [])
+    H = ['<table data-table="verdicts"><tr>' + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"]
     for v in vds:
         note = _verdict_note(v)
         reason = _verdict_reason(v)
@@ -200,7 +217,9 @@ def html_verdicts(vds) -> str:
                  + f"</td><td class=eff>{_html_effect(v)}</td><td class=num>{v.seeds}</td>"
                  f"<td><small>{html.escape(v.test)}</small></td>"
                  f"<td><details><summary><small>{len(v.parts)} comparison(s)</small></summary><small>"
-                 + "<br>".join(html.escape(x) for x in v.detail.split("; ")) + "</small></details></td></tr>")
+                 + "<br>".join(html.escape(x) for x in v.detail.split("; ")) + "</small></details></td>"
+                 + (f'<td data-exploratory="{html.escape(v.exploratory.status if v.exploratory else "not run", quote=True)}">'
+                    f"<small>{html.escape(exploratory_text(v))}</small></td>" if side else "") + "</tr>")
     H.append("</table>")
     return "\n".join(H)
 
