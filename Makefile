@@ -60,10 +60,11 @@ reproduce-table: $(VENV)/.installed
 	$(PY) -m ablations baselines --preset $(PRESET) $(SEEDS_ARG)
 	$(MAKE) report RESULTS=
 
-# RESULTS=reports/reference/tiny/results.csv: the committed reference set's report, without training;
-# EXPLORATORY=CSV: an exploratory set's results judged by the same claims, its outcome beside each verdict
+# RESULTS=reports/reference/tiny-v1/results.csv: the committed reference set's report, without training;
+# EXPLORATORY=CSV: an exploratory set's results judged by the same claims, its outcome beside each verdict (at
+# tiny, for your own results, the first tiny set: reports/reference/tiny-v1/, claims v1's design seeds 0-6)
 RESULTS ?=
-EXPLORATORY ?=
+EXPLORATORY ?= $(if $(filter tiny,$(PRESET)),$(if $(RESULTS),,reports/reference/tiny-v1/results.csv))
 report: $(VENV)/.installed
 	$(PY) -m reports $(if $(RESULTS),--results $(RESULTS)) $(if $(CLAIMS),--claims $(CLAIMS)) \
 	  $(if $(EXPLORATORY),--exploratory $(EXPLORATORY))

@@ -29,7 +29,7 @@ TINY_V1 = {"crop_scale_min": 0.2, "stem_stride": 1, "moco_m": 0.99, "epochs": 6,
            "channels_last": False, "knn_every": 3, "bank_init": "random", "width": 16, "subset": 20000}
 
 
-# The tiny design of the first 7-seed set (claims v1, seeds 0-6: reports/reference/tiny/), as overrides of today's
+# The tiny design of the first 7-seed set (claims v1, seeds 0-6: reports/reference/tiny-v1/), as overrides of today's
 # tiny preset (design v2 changed these): planning the grids with them gives that set's run ids.
 TINY_DESIGN_V1 = {"precision": "bf16", "channels_last": True, "bank_init": "random", "width": 16, "subset": 20000}
 

@@ -29,7 +29,7 @@ def built(cfg, seed=0):
 
 
 def test_random_keeps_todays_draws_and_run_ids():
-    # the reference tiny set's memory bank run (fig3, K 4096, seed 0): reports/reference/tiny/results.csv
+    # the reference tiny set's memory bank run (fig3, K 4096, seed 0): reports/reference/tiny-v1/results.csv
     v1 = {**TINY_DESIGN_V1, "mechanism": "memory_bank", "moco_k": 4096}     # that set's design: bank_init random
     assert config_hash(load_config("tiny", v1), 1) == "e8ee33c844e5"
     assert config_hash(load_config("tiny", {**v1, "bank_init": "features"}), 1) != "e8ee33c844e5"

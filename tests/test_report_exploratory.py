@@ -13,7 +13,7 @@ from reports import readme
 from reports.__main__ import main as report_main
 from reports.build import VERDICT_CSV_EXPLORATORY, VERDICT_CSV_V2
 
-REF = ROOT / "reports" / "reference" / "tiny"
+REF = ROOT / "reports" / "reference" / "tiny-v1"
 
 
 def test_exploratory_outcome_beside_each_verdict(tmp_path):
