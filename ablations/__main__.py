@@ -193,9 +193,14 @@ def main(argv=None) -> int:
                   f"them)")
             rc = rc or (1 if errors else 0)
         if args.dry_run and len(totals) > 1:
-            t = sum(totals)
-            print(f"all {len(totals)} grids: estimated pretraining time {t / 3600:.2f} h serial wall"
-                  + cost.parallel_note(t, params))
+            t, unknown = sum(s for s, _ in totals), sum(u for _, u in totals)
+            if unknown and not t:
+                print(f"all {len(totals)} grids: estimated pretraining time unknown ({unknown} run(s) without a "
+                      f"measured images/s)")
+            else:
+                print(f"all {len(totals)} grids: estimated pretraining time {'at least ' if unknown else ''}"
+                      f"{t / 3600:.2f} h serial wall" + cost.parallel_note(t, params)
+                      + (f" ({unknown} run(s) without a measured images/s)" if unknown else ""))
         return rc
     except UserError as e:
         return report(e)

@@ -74,8 +74,8 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
     (:func:`speed_key`), else (``bench``) a few steps of ``pretrain.bench`` per design, else finished rows of
     another design (same mechanism first; the head line says for how many runs), else "unknown" (never a
     made-up 0 h). ``benched``: the caller's design -> images/s measured so far (one bench per design over
-    several grids); ``totals``: the caller's list, to which the estimated seconds are appended (a total over
-    grids). With ``params["parallel"]`` = n > 1 (local executor) the head line also gives the serial wall / n."""
+    several grids); ``totals``: the caller's list, to which (estimated seconds, runs without an estimate) is
+    appended (a total over grids). With ``params["parallel"]`` = n > 1 (local executor) the head line also gives the serial wall / n."""
     params = params or {}
     df = results.read(results_path)
     done = df[(df["preset"].astype(str) == preset) & (df["status"] == "done")]
@@ -131,7 +131,7 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
                  + (f" (images/s of finished runs of another design for {other} run(s): a rough guess)" if other else "")
                  + " (pretraining only: kNN, linear protocol and process start come on top)")
     if totals is not None:
-        totals.append(total_s)
+        totals.append((total_s, unknown))
     return lines
 
 

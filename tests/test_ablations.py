@@ -140,6 +140,11 @@ def test_dry_run_without_finished_runs_benches_or_says_unknown_never_zero_hours(
     r = subprocess.run(base + ["--no-bench"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "estimated pretraining time: unknown (2 run(s) without a measured" in r.stdout
     assert "0.00 h" not in r.stdout
+    # the total over the four grids says unknown too, never a made-up 0.00 h
+    r = subprocess.run([sys.executable, "-m", "ablations", "run", "all", "--preset", "tiny", "--executor", "local",
+                        "--dry-run", "--no-bench"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "all 4 grids: estimated pretraining time unknown (90 run(s) without" in r.stdout
+    assert "0.00 h" not in r.stdout
     r = subprocess.run(base, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     m = re.search(r"estimated pretraining time: ([0-9.]+) h serial wall.*images/s measured now: moco ([0-9]+)",
@@ -384,6 +389,6 @@ def test_cost_estimate_falls_back_to_another_design_and_says_so(tmp_path):
     totals = []
     head2 = cost.estimate(planned, "tiny", res, params={"parallel": 2}, bench=False, totals=totals)[-1]
     serial = 4 * cfg.subset * cfg.epochs / 50.0
-    assert totals == [serial] and f"~{serial / 2 / 3600:.2f} h with 2 runs at a time" in head2
+    assert totals == [(serial, 0)] and f"~{serial / 2 / 3600:.2f} h with 2 runs at a time" in head2
     assert "runs at a time" not in head and "pretraining only" in head
     assert cost.speed_key(load_config("tiny").to_dict()) != cost.speed_key(load_config("tiny", TINY_V1).to_dict())
