@@ -96,7 +96,8 @@ def test_set_k_above_the_subset_is_refused_not_dropped(grid_env, capsys):
     """table1's K is fixed (not swept): --set moco_k=65536 is every run's K, refused rather than silently
     dropped or run."""
     line = refused(ablations_cli.main, dry_run("table1_momentum", "--set", "moco_k=65536"), capsys)
-    assert line.startswith("error: moco_k (K) 65536 is larger than subset 20000 (the pretraining images)")
+    subset = load_config("tiny").subset
+    assert line.startswith(f"error: moco_k (K) 65536 is larger than subset {subset} (the pretraining images)")
 
 
 def test_drop_k_above_subset_reads_the_subset_of_set(grid_env, capsys):
