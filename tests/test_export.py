@@ -131,11 +131,12 @@ def test_round_trip_through_our_readers(exported):
 @pytest.mark.parametrize("mechanism,extra", [("end_to_end", set()), ("memory_bank", {"module.bank"})])
 def test_other_mechanisms_and_non_standard_resnets(mechanism, extra, tmp_path, capsys):
     over = {"mechanism": mechanism, "moco_k": 32, "batch_size": 32, "bank_init": "random"}
-    model = save_ours(tmp_path / "c.pth", over, preset="tiny")             # width 16, CIFAR stem, 1 channel
+    model = save_ours(tmp_path / "c.pth", over, preset="tiny")             # width 8, CIFAR stem, 1 channel
     assert export_cli([str(tmp_path / "c.pth"), str(tmp_path / "o.pth")]) == 0
     cap = capsys.readouterr()
     err = cap.err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("warning:") and "width 16, cifar_stem, in_chans 1" in err[0]
+    width = load_config("tiny").width
+    assert len(err) == 1 and err[0].startswith("warning:") and f"width {width}, cifar_stem, in_chans 1" in err[0]
     assert cap.out.startswith(f"wrote {tmp_path / 'o.pth'}") and "main_lincls.py" in cap.out
     sd = torch.load(tmp_path / "o.pth", weights_only=True)["state_dict"]
     assert set(sd) == {"module." + k for k in model.state_dict()}
