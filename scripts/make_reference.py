@@ -1,9 +1,10 @@
 """A finished set as a committed reference: ``python scripts/make_reference.py --results results/results.csv
---out reports/reference/tiny``.
+--out reports/reference/tiny [--exploratory reports/reference/tiny-v1/results.csv]``.
 
 Writes ``OUT/results.csv`` (the results table with every ``run_dir`` made relative to the repository, so no path
 of the machine that ran it is committed; error rows are refused: a reference holds results only) and
-``OUT/verdicts.csv`` (what ``python -m reports`` gives for it under the current claims). The README beside them
+``OUT/verdicts.csv`` (what ``python -m reports`` gives for it under the current claims; with ``--exploratory``,
+also each claim's outcome on that exploratory set, as ``python -m reports --exploratory`` writes it). The README beside them
 (how, where, when, the code's commit, claims version, seeds, wall time) is written by hand from the run's log.
 Nothing is written when the table has an error row, rows of several presets or commits, or when OUT/results.csv
 would be the input.
@@ -47,10 +48,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python scripts/make_reference.py", description=__doc__.splitlines()[0])
     ap.add_argument("--results", required=True, help="the finished set's results table")
     ap.add_argument("--out", required=True, help="the reference folder (e.g. reports/reference/tiny)")
+    ap.add_argument("--exploratory", default=None, metavar="CSV",
+                    help="an exploratory set's results table, judged by the same claims beside each verdict")
     args = ap.parse_args(argv)
     src, out = Path(args.results), Path(args.out)
-    if not src.is_file():
-        raise UserError(f"results table {src} does not exist (or is not a file)")
+    for p in [src] + ([Path(args.exploratory)] if args.exploratory else []):
+        if not p.is_file():
+            raise UserError(f"results table {p} does not exist (or is not a file)")
     refuse_overwrite([out / "results.csv", out / "verdicts.csv"], [src], what="reference file")
     df = results.read(src)
     bad = sorted(set(df["status"]) - set(S.RESULTS))
@@ -68,7 +72,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "results.csv"
         table.write_text(df.to_csv(index=False))
-        build(table, Path(tmp) / "report", progress=False)
+        build(table, Path(tmp) / "report", progress=False, exploratory_path=args.exploratory)
         verdicts = (Path(tmp) / "report" / "verdicts.csv").read_text()
     atomic_write_text(out / "results.csv", df.to_csv(index=False))
     atomic_write_text(out / "verdicts.csv", verdicts)

@@ -51,3 +51,18 @@ def test_refuses_error_rows_and_its_own_input(tmp_path):
     df.to_csv(src, index=False)
     r = _run("--results", src, "--out", tmp_path / "ref2")
     assert r.returncode == 2 and "several commits" in r.stderr and not (tmp_path / "ref2").exists()
+
+
+def test_reference_with_an_exploratory_set_beside(tmp_path):
+    """--exploratory: verdicts.csv carries each claim's outcome on the exploratory set, judged by the same claims
+    (here the same table on both sides, so the two outcomes agree claim by claim)."""
+    src = tmp_path / "results.csv"
+    src.write_bytes(V1.read_bytes())
+    r = _run("--results", src, "--out", tmp_path / "ref", "--exploratory", V1)
+    assert r.returncode == 0, r.stderr
+    v = pd.read_csv(tmp_path / "ref" / "verdicts.csv", keep_default_na=False)
+    assert list(v.columns[-2:]) == ["exploratory_verdict", "exploratory_effect_95ci"]
+    assert (v["verdict"] == v["exploratory_verdict"]).all() and (v["effect_95ci"] == v["exploratory_effect_95ci"]).all()
+    r = _run("--results", src, "--out", tmp_path / "ref2", "--exploratory", tmp_path / "missing.csv")
+    assert r.returncode == 2 and "missing.csv does not exist" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "ref2").exists()
