@@ -4,8 +4,9 @@
 Writes ``OUT/results.csv`` (the results table with every ``run_dir`` made relative to the repository, so no path
 of the machine that ran it is committed; error rows are refused: a reference holds results only) and
 ``OUT/verdicts.csv`` (what ``python -m reports`` gives for it under the current claims; with ``--exploratory``,
-also each claim's outcome on that exploratory set, as ``python -m reports --exploratory`` writes it). The README beside them
-(how, where, when, the code's commit, claims version, seeds, wall time) is written by hand from the run's log.
+also each claim's outcome on that exploratory set, as ``python -m reports --exploratory`` writes it). The README
+beside them (how, where, when, the code's commit, claims version, seeds, wall time) is written by hand from the
+run's log.
 Nothing is written when the table has an error row, rows of several presets or commits, or when OUT/results.csv
 would be the input.
 """

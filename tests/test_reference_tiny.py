@@ -12,6 +12,7 @@ from ablations import launcher as L
 from ablations import results
 from ablations.grid import DESIGN_SEEDS, SEED_DEFAULTS, SEED_START_DEFAULTS, grid_names
 from reports import claims, readme
+from reports.__main__ import main as report_main
 
 REF = ROOT / "reports" / "reference" / "tiny"
 V1 = ROOT / "reports" / "reference" / "tiny-v1" / "results.csv"
@@ -57,8 +58,7 @@ def test_reference_runs_are_the_runs_the_grids_plan_today(tmp_path):
 
 def test_make_report_rebuilds_the_committed_verdicts(tmp_path):
     """Claims v2 on the confirmatory set, the exploratory set beside: verdicts.csv byte for byte."""
-    from reports.__main__ import main
-    assert main(["--results", str(REF / "results.csv"), "--exploratory", str(V1), "--out", str(tmp_path),
+    assert report_main(["--results", str(REF / "results.csv"), "--exploratory", str(V1), "--out", str(tmp_path),
                  "--quiet"]) == 0
     assert (tmp_path / "verdicts.csv").read_text() == (REF / "verdicts.csv").read_text()
     v = pd.read_csv(REF / "verdicts.csv", keep_default_na=False)
