@@ -38,8 +38,10 @@ setup-transfer: $(VENV)/.installed
 setup-browser:
 	bash reports/setup_browser.sh
 
+# the import contracts first (pyproject.toml [tool.importlinter]: the layers), then the tests
 test: $(VENV)/.installed
 	@test -d /usr/share/datasets/fashion-mnist || test -d data/FashionMNIST/raw || $(MAKE) data
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed

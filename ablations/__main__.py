@@ -24,7 +24,18 @@ import sys
 
 import yaml
 
-from pretrain.errors import UserError, cli, report
+from pretrain.base import status as S
+from pretrain.base.errors import UserError, cli, report
+from pretrain.config import load_config
+
+from . import baselines as B
+from . import cost
+from . import executors as X
+from . import launcher as L
+from . import results
+from . import submission as SUB
+from .executors import EXECUTORS, PARAMS
+from .grid import grid_names, load_grid
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,7 +71,6 @@ def _minutes(s: str) -> float:
 
 
 def parse(argv=None):
-    from .executors import EXECUTORS, PARAMS
     p = _Parser(prog="python -m ablations", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="submit the runs of a grid that are not finished, and wait for them")
@@ -111,21 +121,14 @@ def parse(argv=None):
 def main(argv=None) -> int:
     args = parse(argv)
     try:
-        from . import cost
-        from . import executors as X
-        from . import launcher as L
-        from . import submission as SUB
-        from .grid import grid_names, load_grid
         if args.cmd == "list":
             for n in grid_names():
                 g = load_grid(n)
                 print(f"{n:20s} {g.get('paper', ''):45s} presets: {', '.join(g['presets'])}")
             return 0
         if args.cmd == "baselines":
-            from . import baselines as B
             if any(k == "seed" for k, _ in args.sets):
                 raise UserError("baselines: use --seeds N and --seed-start S (seeds S..S+N-1), not --set seed=S")
-            from pretrain.config import load_config
             if load_config(args.preset, dict(args.sets) or None).dataset == "imagefolder":
                 # `make reproduce-table PRESET=imagenet` goes on to the report
                 print(f"baselines: skipped for {args.preset} (imagefolder): the raw-pixel baseline and the "
@@ -150,7 +153,6 @@ def main(argv=None) -> int:
             return 0
         kind = X.resolve_executor(args.executor) if not args.dry_run else args.executor
         if not args.dry_run:
-            from . import results
             results.check_writable()        # before any run: a table that cannot be written loses results
             X.submitit_base()                # and a log folder that cannot be made ($MOCOBENCH_SUBMITIT)
         rc, planned_ids, benched, totals = 0, set(), {}, []
@@ -159,11 +161,11 @@ def main(argv=None) -> int:
                                    world=world, seeds=args.seeds, seed_start=args.seed_start)
             if args.dry_run:          # `all`: a config shared with an earlier grid is trained once
                 for p in planned:
-                    if p.state == "todo" and p.run_id in planned_ids:
-                        p.state, p.note = "shared", "same config as an earlier grid: trained once"
+                    if p.state == S.TODO and p.run_id in planned_ids:
+                        p.state, p.note = S.SHARED, "same config as an earlier grid: trained once"
                     planned_ids.add(p.run_id)
             print(L.format_table(grid, args.preset, planned))
-            todo = sum(p.state == "todo" for p in planned)
+            todo = sum(p.state == S.TODO for p in planned)
             if args.dry_run:
                 print("\n".join(cost.estimate(planned, args.preset, params=params, bench=args.bench, benched=benched,
                                                totals=totals)))
@@ -185,9 +187,9 @@ def main(argv=None) -> int:
                 rc = 1
                 continue
             print(L.format_table(grid, args.preset, planned, {r.get("run_id"): r for r in rows if r}))
-            diverged = sum(r.get("status") == "diverged" for r in rows)
-            stuck = sum(r.get("status") == "not_converged" for r in rows)
-            errors = sum(r.get("status") == "error" for r in rows)
+            diverged = sum(r.get("status") == S.DIVERGED for r in rows)
+            stuck = sum(r.get("status") == S.NOT_CONVERGED for r in rows)
+            errors = sum(r.get("status") == S.ERROR for r in rows)
             print(f"{grid['name']}: {len(rows) - diverged - stuck - errors} done, {diverged} diverged, {stuck} "
                   f"not_converged (results, with their reasons), {errors} error(s) (no result: rerun to retry "
                   f"them)")

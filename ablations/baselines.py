@@ -1,6 +1,6 @@
 """``python -m ablations baselines --preset P [--seeds N] [--seed-start S] [--no-lincls]``: the baselines every
-result is read against, with the suite's protocols (``pretrain/baselines.py``: kNN and the dataset's linear
-protocol, ``pretrain.protocol.for_dataset``), written into the results table.
+result is read against, with the suite's protocols (``pretrain/eval/baselines.py``: kNN and the dataset's linear
+protocol, ``pretrain.eval.protocol.for_dataset``), written into the results table.
 
 For each seed S..S+N-1 (the grids' seed range) the network at its random initialisation (kNN + linear protocol),
 and once raw pixels (kNN + linear; independent of the seed, recorded as seed S). One row each: grid ``baselines``, column
@@ -13,15 +13,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import socket
-from datetime import datetime, timezone
 from pathlib import Path
 
 from tqdm import tqdm
 
-from pretrain import status as S
-from pretrain.baselines import RANDOM_INIT, RAW_PIXELS
-from pretrain.protocol import for_dataset
+from pretrain.base import provenance
+from pretrain.base import status as S
+from pretrain.base.errors import UserError
+from pretrain.config import config_hash, load_config
+from pretrain.data.loaders import eval_loaders
+from pretrain.eval.baselines import (RANDOM_INIT, RAW_PIXELS, knn_random_init, knn_raw_pixels, linear_random_init,
+                                     linear_raw_pixels)
+from pretrain.eval.protocol import for_dataset
+from pretrain.runtime import distributed as D
 
 from . import results
 from .grid import check_seed_start, default_seed_start, default_seeds
@@ -31,14 +35,12 @@ KNN_KEYS = ("knn_k", "knn_t", "knn_feature", "knn_subset", "eval_split")
 
 
 def baseline_cfg(preset: str, seed: int, sets: dict | None = None):
-    from pretrain.config import load_config
     return load_config(preset, {**(sets or {}), "seed": int(seed)})
 
 
 def baseline_id(preset: str, baseline: str, seed: int, cfg, lc) -> str:
     """12 hex digits: (preset, baseline, seed, the run identity of the config (arch, data, subset, ...), the
     kNN settings, the linear protocol's settings)."""
-    from pretrain.config import config_hash
     blob = {"preset": Path(preset).stem, "baseline": baseline, "seed": int(seed), "config": config_hash(cfg, 1),
             "knn": {k: getattr(cfg, k) for k in KNN_KEYS}, "lincls": dataclasses.asdict(lc)}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -79,12 +81,7 @@ def run(preset: str, seeds: int | None = None, lincls: bool = True, sets: dict |
         results_path=None, progress: bool = True, device: str | None = None,
         seed_start: int | None = None) -> list[dict]:
     """Compute the missing baselines of ``preset`` and upsert their rows; returns every baseline row."""
-    from pretrain import distributed as D
-    from pretrain.baselines import knn_random_init, knn_raw_pixels, linear_random_init, linear_raw_pixels
-    from pretrain.errors import UserError
-    from pretrain.knn import eval_loaders
 
-    from pretrain.fileio import git_sha
     seeds = default_seeds(preset) if seeds is None else int(seeds)
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
@@ -94,7 +91,7 @@ def run(preset: str, seeds: int | None = None, lincls: bool = True, sets: dict |
         raise UserError("baselines: imagefolder (ImageNet) is not supported: the raw-pixel baseline and the "
                         "fixed-size linear protocol need a fixed-size dataset")
     df = results.read(results_path)
-    sha, host = git_sha(), socket.gethostname()
+    sha, host = provenance.git_sha(), provenance.host()
     dev = D.init(device or todo[0][2].device)
     sets_cache: dict = {}
     rows = []
@@ -123,7 +120,7 @@ def run(preset: str, seeds: int | None = None, lincls: bool = True, sets: dict |
             res = f(cfg, for_dataset(cfg.dataset), device=dev, progress=False, sets=data)
             row["lincls_acc1"], row["lincls_acc5"] = res["lincls_acc1"], res["lincls_acc5"]
             row["lincls_protocol"] = res.get("protocol", "sgd")
-        row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        row["finished_at"] = provenance.utc_now()
         results.upsert([row], results_path, key=("grid", "run_id"))
         rows.append(row)
     bar.close()

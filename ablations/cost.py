@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from pretrain.base import status as S
 from pretrain.config import FIELD_DEFAULTS, Config, save_yaml
 
 from . import results
@@ -25,13 +26,13 @@ PRESET_SIZES = {"imagenet100": 126689}
 
 
 # what a run's images/s depends on: a finished run's speed estimates a planned run's only where these agree
-# (the tiny preset's design changed in #11: stride-1 fp32 runs are 4x slower than today's)
+# (stride-1 fp32 runs of the first tiny design are 4x slower than the current preset's)
 SPEED_KEYS = ("mechanism", "dataset", "arch", "width", "cifar_stem", "stem_stride", "image_size", "in_chans", "mlp",
               "precision", "channels_last", "batch_size", "augment_on", "device")
 
 
 def speed_key(cfg: dict) -> tuple:
-    """The design of a run as far as its images/s goes (:data:`SPEED_KEYS`; a key a config predates: default)."""
+    """The design of a run as far as its images/s goes (:data:`SPEED_KEYS`; a key a config does not hold: its default)."""
     return tuple(cfg.get(k, FIELD_DEFAULTS[k]) for k in SPEED_KEYS)
 
 
@@ -78,14 +79,14 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
     appended (a total over grids). With ``params["parallel"]`` = n > 1 (local executor) the head line also gives the serial wall / n."""
     params = params or {}
     df = results.read(results_path)
-    done = df[(df["preset"].astype(str) == preset) & (df["status"] == "done")]
+    done = df[(df["preset"].astype(str) == preset) & (df["status"] == S.DONE)]
     ips_all = done["images_per_s"].dropna().astype(float)
     speeds = finished_speeds(done)
     benched = {} if benched is None else benched
     matched = other = 0
     lines, total_s, unknown = [], 0.0, 0
     for p in planned:
-        if p.state != "todo":
+        if p.state != S.TODO:
             continue
         if p.note.startswith(REEVAL_NOTE):
             lines.append(f"  {p.run_id}  {p.spec.label:60s} {'re-evaluation only':>12s}  ~    0 min (kNN)")
@@ -115,7 +116,7 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
             lines.append(f"  {p.run_id}  {p.spec.label:60s} {images:>12,d} images  (no measured images/s)")
     devices = max(params.get("gpus_per_node") or 0, 1) * (params.get("nodes") or 1)
     unit = "GPU" if params.get("gpus_per_node") else "job"
-    known = sum(p.state == "todo" and not p.note.startswith(REEVAL_NOTE) for p in planned) - unknown
+    known = sum(p.state == S.TODO and not p.note.startswith(REEVAL_NOTE) for p in planned) - unknown
     if unknown and not known:
         head = "estimated pretraining time: unknown"
     else:

@@ -4,14 +4,14 @@ check (:func:`env_path`) at the one place it is read.
 
 A variable naming a file where a folder belongs (or a folder where the table's file belongs), or a path under
 an existing file, would otherwise surface much later as a traceback from ``mkdir`` or pandas, after runs were
-submitted; here it is one :class:`~pretrain.errors.UserError` naming the variable, before any work.
+submitted; here it is one :class:`~pretrain.base.errors.UserError` naming the variable, before any work.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from pretrain.errors import UserError
+from pretrain.base.errors import UserError
 
 
 def env_path(name: str, default: Path, kind: str) -> Path:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import submitit
 
-from pretrain.config import read_yaml_mapping
-from pretrain.errors import UserError
+from pretrain.base.errors import UserError
+from pretrain.base.yamlio import read_yaml_mapping
 
 from .envpaths import env_path
 

@@ -50,8 +50,10 @@ from pathlib import Path
 
 import yaml
 
-from pretrain.config import FIELD_NAMES, Config, _check_keys, _coerce, load_config, read_yaml_mapping
-from pretrain.errors import UserError
+from pretrain.base.errors import UserError
+from pretrain.base.yamlio import read_yaml_mapping
+from pretrain.config import FIELD_NAMES, Config, load_config
+from pretrain.config.coerce import check_keys, coerce
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
 EVALS = ("knn", "lincls")
@@ -321,7 +323,7 @@ def swept_keys(grid: dict) -> list[str]:
 def check_sets(grid: dict, sets: dict | None) -> None:
     """``--set KEY=VALUE`` on a key the grid sweeps would give every run the same value under the swept
     labels: refused (``seed`` excepted: ``--set seed=S`` replaces the seed axis). Unknown keys are refused."""
-    _check_keys(sets or {}, "--set")
+    check_keys(sets or {}, "--set")
     for k in sets or {}:
         if k != "seed" and k in swept_keys(grid):
             raise UserError(f"--set {k}: grid {grid['name']} sweeps {k} (its runs differ in it), "
@@ -333,7 +335,7 @@ def _subset_for_drop(fixed: dict, base: dict, grid: str) -> int:
     """The pretraining images of the grid's runs for ``drop_k_above: subset``: the fixed values' (``--set``
     included) ``subset``, else the preset's (``base``; 0 = all)."""
     if "subset" in fixed:
-        return _coerce("subset", _resolve({"subset": fixed["subset"]}, base, grid)["subset"])
+        return coerce("subset", _resolve({"subset": fixed["subset"]}, base, grid)["subset"])
     return base["subset"]
 
 
@@ -376,7 +378,7 @@ def expand(grid: dict, preset: str, seeds: int | None = None, seed: int | None =
             if any(_matches(r, d) for d in drops):
                 continue
             if k_max:
-                k = _coerce("moco_k", r.get("moco_k", fixed.get("moco_k", 0)) or 0)
+                k = coerce("moco_k", r.get("moco_k", fixed.get("moco_k", 0)) or 0)
                 if k > k_max:
                     k_dropped.append(k)
                     continue

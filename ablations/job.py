@@ -2,7 +2,7 @@
 linear protocol where the grid asks for it), and write the run's row into the results table.
 
 The job is a submitit ``Checkpointable``: on preemption or time limit, submitit calls :meth:`GridJob.checkpoint`,
-which resubmits the same callable; the requeued job calls ``pretrain.train.run`` again, and that resumes from
+which resubmits the same callable; the requeued job calls ``pretrain.engine.lifecycle.run`` again, and that resumes from
 the last epoch checkpoint (the pretrainer saves one atomically every epoch).
 Multi-task jobs (one task per GPU) run DDP: every task calls the pretrainer, which joins the process group from
 the torchrun variables exported here (or SLURM's), and only global rank 0 writes files and the results row.
@@ -11,114 +11,45 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 
 import submitit
+import torch
 
-from pretrain import rundir
-from pretrain import status as S
-from pretrain.config import Config
-from pretrain.protocol import for_dataset, result_for
-from pretrain.launchenv import env_int
-from pretrain.fileio import atomic_write_json, atomic_write_text
-from pretrain.rundir import RunDir
+from pretrain.base import rundir
+from pretrain.base import status as S
+from pretrain.base.errors import UserError
+from pretrain.base.fileio import atomic_write_json, atomic_write_text
+from pretrain.base.provenance import host, utc_now
+from pretrain.base.rundir import RunDir
+from pretrain.config import Config, config_hash
+from pretrain.engine.lifecycle import run
+from pretrain.eval import lincls
+from pretrain.eval.protocol import for_dataset
+from pretrain.runtime.distributed import export_torchrun_env, planned_world_size
+from pretrain.runtime.launchenv import env_int
 
 from . import results
+from .rows import base_row, error_row, lincls_result, record_error, row_from_run_dir
 
-SWEPT_COLUMNS = [c for c in results.SWEPT]
 # a job whose run directory another process holds (a grid launched twice, a relaunch while the killed launcher's
 # job still trains) waits for that owner and then takes its result; the scheduler's time limit bounds the wait
 LOCK_WAIT_S = 7 * 24 * 3600
-METRIC_KEYS = ["loss", "pretext_acc1", "pretext_acc5", "knn_acc", "knn_init", "lincls_acc1", "lincls_acc5",
-               "loss_osc", "loss_chance_share", "loss_drop", "loss_rise", "n_eval",
-               "wall_s", "images_per_s", "peak_mem_mb", "step_time_s", "world_size", "host", "git_sha",
-               "finished_at"]
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-
-
-def config_columns(cfg: Config) -> dict:
-    """The results columns of a run's config: its swept keys as configured (``lr`` at ``lr_ref_batch``) and
-    ``lr_effective``, the lr the run used (``lr_scaling: linear`` applied)."""
-    d = {**cfg.to_dict(), "lr_effective": cfg.effective_lr}
-    return {c: (",".join(map(str, d[c])) if isinstance(d[c], list) else d[c]) for c in SWEPT_COLUMNS if c in d}
-
-
-def base_row(grid: str, preset: str, run_id: str, run_dir: Path, cfg: Config) -> dict:
-    return {"grid": grid, "run_id": run_id, "preset": preset, "run_dir": str(run_dir), **config_columns(cfg),
-            "eval_split": cfg.eval_split}
-
-
-def row_from_run_dir(grid: str, preset: str, run_id: str, run_dir: Path, cfg: Config) -> dict | None:
-    """The results row of a finished run (summary.json, plus lincls.json if it is the grid's linear protocol:
-    :func:`lincls_result`), else None. The status is the summary's (a legacy ``failed`` one mapped by
-    ``pretrain.status.from_summary``)."""
-    s = RunDir(run_dir).read_summary()
-    status = S.from_summary(s)
-    if status not in S.RESULTS:
-        return None
-    row = base_row(grid, preset, run_id, run_dir, cfg)
-    row["status"], row["reason"] = status, s.get("reason") or ""
-    for k in METRIC_KEYS:
-        if s.get(k) is not None:
-            row[k] = s[k]
-    lin = lincls_result(run_dir, cfg)
-    if lin:
-        for k in ("lincls_acc1", "lincls_acc5"):
-            if lin.get(k) is not None:
-                row[k] = lin[k]
-        row["lincls_protocol"] = lin.get("protocol", "sgd")
-    return row
-
-
-def lincls_result(run_dir, cfg: Config) -> dict | None:
-    """The run's lincls.json if it is the grid's linear protocol for ``cfg``'s dataset
-    (``pretrain.protocol.for_dataset``: the converged probe on fixed-size datasets, main_lincls.py's SGD on
-    ImageFolder) on ``cfg``'s evaluation split, computed from the run's checkpoint as it is
-    (``pretrain.protocol.result_for``), else None: a hand-written file or one of another protocol is neither read
-    into the row nor taken as done (the protocol runs again)."""
-    return result_for(RunDir(run_dir).lincls, for_dataset(cfg.dataset), RunDir(run_dir).checkpoint, cfg.eval_split)
 
 
 def error_kind(exc: BaseException) -> str:
     """What kind of error stopped a run (stored as its own field, never parsed from the reason later):
     ``oom`` (CUDA out of memory), ``distributed`` (NCCL/gloo, a peer or node lost), ``user`` (bad config or
     data), ``crash`` (anything else)."""
-    import torch
-    from pretrain.errors import UserError
     if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
-        return "oom"
+        return S.OOM
     dist_errors = tuple(c for c in (getattr(torch.distributed, "DistError", None),) if c is not None)
     if (dist_errors and isinstance(exc, dist_errors)) or any(w in str(exc) for w in ("NCCL", "Gloo", "gloo")):
-        return "distributed"
+        return S.DISTRIBUTED
     if isinstance(exc, UserError):
-        return "user"
-    return "crash"
-
-
-def record_error(run_dir: Path, run_id: str, reason: str, kind: str) -> dict:
-    """summary.json of a run stopped by an error (never over a finished result: done, diverged or
-    not_converged)."""
-    prev = RunDir(run_dir).read_summary()
-    s = {"status": "error", "error_kind": kind, "reason": reason[:500], "run_id": run_id,
-         "host": socket.gethostname(), "finished_at": _now()}
-    if S.from_summary(prev) not in S.RESULTS:
-        atomic_write_json(RunDir(run_dir).summary, s)
-    return s
-
-
-def error_row(row: dict, run_dir: Path) -> dict:
-    s = RunDir(run_dir).read_summary() or {}
-    if s.get("status") == "error":
-        return {**row, "status": "error", "error_kind": s.get("error_kind", "crash"), "reason": s.get("reason", "")}
-    return {**row, "status": "error", "error_kind": "lost", "reason": "no summary.json written"}
+        return S.USER
+    return S.CRASH
 
 
 def _dist_env_from_submitit() -> None:
@@ -127,7 +58,6 @@ def _dist_env_from_submitit() -> None:
         env = submitit.JobEnvironment()
     except RuntimeError:
         return
-    from pretrain.distributed import export_torchrun_env
     export_torchrun_env(env.global_rank, env.num_tasks, env.local_rank,
                         env.hostnames[0] if env.hostnames else "127.0.0.1", str(env.job_id))
 
@@ -143,9 +73,6 @@ class GridJob(submitit.helpers.Checkpointable):
         self.results_path, self.git_sha, self.run_id = str(results_path), git_sha, run_id
 
     def __call__(self) -> dict:
-        from pretrain.config import config_hash
-        from pretrain.errors import UserError
-
         _dist_env_from_submitit()
         rank = env_int("RANK", 0)
         run_dir = Path(self.run_dir)
@@ -155,22 +82,22 @@ class GridJob(submitit.helpers.Checkpointable):
             cfg = dataclasses.replace(cfg, threads=env_int("SLURM_CPUS_PER_TASK", 0, minimum=1))
         # The one deliberate re-check: the config hashes, in this process (this code, this number of
         # processes), to the run that was planned.
-        run_id = config_hash(cfg)
+        run_id = config_hash(cfg, planned_world_size())
         row = base_row(self.grid, self.preset, run_id, run_dir, cfg)
         if self.run_id and run_id != self.run_id:
             # The code's run identity or the number of processes changed between submission and start: this
             # is not the planned run. Not a result: status error, retried by the next `ablations run`.
             if rank != 0:
                 return {}
-            row = {**base_row(self.grid, self.preset, self.run_id, run_dir, cfg), "status": "error",
-                   "error_kind": "config_changed",
+            row = {**base_row(self.grid, self.preset, self.run_id, run_dir, cfg), "status": S.ERROR,
+                   "error_kind": S.CONFIG_CHANGED,
                    "reason": f"config changed since submission: the job's config hashes to {run_id}, the planned "
                              f"run is {self.run_id} (the code or the number of processes changed); rerun the "
-                             f"grid", "host": socket.gethostname(), "finished_at": _now()}
+                             f"grid", "host": host(), "finished_at": utc_now()}
             results.upsert([row], self.results_path, key=("grid", "run_id"))
             return row
         if rank == 0:
-            results.upsert([{**row, "status": "running", "host": socket.gethostname()}], self.results_path,
+            results.upsert([{**row, "status": S.RUNNING, "host": host()}], self.results_path,
                            key=("grid", "run_id"))
         try:
             with rundir.lock(run_dir, rank, wait_s=LOCK_WAIT_S, on_wait=lambda who: print(
@@ -191,8 +118,8 @@ class GridJob(submitit.helpers.Checkpointable):
             return {}
         final = row_from_run_dir(self.grid, self.preset, run_id, run_dir, cfg) or \
             error_row(row, run_dir)
-        final.setdefault("host", socket.gethostname())
-        final.setdefault("finished_at", _now())
+        final.setdefault("host", host())
+        final.setdefault("finished_at", utc_now())
         if self.git_sha and not final.get("git_sha"):
             final["git_sha"] = self.git_sha
         results.upsert([final], self.results_path, key=("grid", "run_id"))
@@ -201,7 +128,6 @@ class GridJob(submitit.helpers.Checkpointable):
     def _run_locked(self, cfg, run_dir: Path, rank: int) -> None:
         """Pretrain (or take the finished result), then the linear protocol where the grid asks for it; the
         caller holds the run directory's lock for both."""
-        from pretrain.train import run
         summary = run(cfg, run_dir, resume=True, progress=False)
         # The linear protocol also runs on a run that did not converge (finite weights: its number stays
         # visible beside the "fail"), not on a diverged one (non-finite weights).
@@ -215,12 +141,11 @@ class GridJob(submitit.helpers.Checkpointable):
     @staticmethod
     def _lincls(cfg, run_dir: Path) -> dict:
         """The linear protocol (paper Sec. 4.1: frozen backbone, linear classifier; the dataset's protocol,
-        ``pretrain.protocol.for_dataset``), by all the job's processes (the ImageNet protocol runs under DDP)."""
-        from pretrain import lincls
+        ``pretrain.eval.protocol.for_dataset``), by all the job's processes (the ImageNet protocol runs under DDP)."""
         out = lincls.run(str(RunDir(run_dir).checkpoint), for_dataset(cfg.dataset), out=str(RunDir(run_dir).lincls),
                          progress=False,
                          device=cfg.device, timeout_min=cfg.dist_timeout_min)
-        return {**out, "finished_at": _now()}
+        return {**out, "finished_at": utc_now()}
 
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
         """Preempted or out of time: requeue the same callable; it resumes from run_dir/checkpoint.pth."""

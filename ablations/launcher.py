@@ -16,16 +16,17 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pretrain import rundir
-from pretrain.config import Config
-from pretrain import status as S
-from pretrain.errors import UserError
-from pretrain.fileio import read_json
-from pretrain.rundir import RunDir
+from pretrain.base import rundir
+from pretrain.base import status as S
+from pretrain.base.errors import UserError
+from pretrain.base.fileio import read_json
+from pretrain.base.rundir import RunDir
+from pretrain.config import EVAL_KEYS, Config, config_hash, eval_settings
+from pretrain.engine.finished import finished_state
 
 from .envpaths import env_path
 from .grid import RunSpec, expand, load_grid
-from .job import lincls_result, row_from_run_dir
+from .rows import lincls_result, row_from_run_dir
 
 REPO = Path(__file__).resolve().parent.parent
 REEVAL_NOTE = "finished; re-evaluation from its checkpoint (evaluation settings changed)"
@@ -43,7 +44,7 @@ class Planned:
     run_id: str
     run_dir: Path
     cfg: Config                # the run's resolved config (spec.cfg, resolved once by ablations.grid.expand)
-    state: str                 # done | diverged | not_converged | queued | todo
+    state: str                 # a result status or a plan state (pretrain.base.status)
     note: str = ""
     row: dict = field(default_factory=dict)
     retry_failed: bool = False     # a diverged / not_converged result to train again (--retry-failed)
@@ -73,8 +74,6 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
     (``--seeds``; default: the grid's / the preset's, see ``ablations.grid.resolve_seeds``) from ``seed_start``
     (``--seed-start``; default ``ablations.grid.default_seed_start``); a ``seed`` in
     ``sets`` is exactly that one seed. ``retry_failed``: diverged and not_converged runs are run again."""
-    from pretrain.config import EVAL_KEYS, config_hash, eval_settings
-    from pretrain.train import finished_state
     check_seed_args(sets, seeds)
     grid = load_grid(grid_name)
     root = Path(root) if root else runs_root()
@@ -92,7 +91,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
         run_dir = root / grid["name"] / Path(preset).stem / rid
         s = RunDir(run_dir).read_summary()
         st = S.from_summary(s)
-        state, note = "todo", ""
+        state, note = S.TODO, ""
         if st in (S.DIVERGED, S.NOT_CONVERGED) and retry_failed:
             note = f"retrying {st} run"          # its summary is set aside when submitted (a dry run keeps it)
         elif st in S.RESULTS and finished_state(s, cfg, rid) == "reevaluate":
@@ -101,28 +100,28 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
             if "lincls" in spec.eval and lincls_result(run_dir, cfg) is None:
                 note = "pretrained; linear protocol to do"
             else:
-                state = "done"
+                state = S.DONE
         elif st == S.ERROR:
             # a crash, an out-of-memory, a lost job: no result; run again (resumes from its checkpoint)
-            note = f"retrying after error ({s.get('error_kind', 'crash')}): {s.get('reason', '')}"[:160]
+            note = f"retrying after error ({s.get('error_kind', S.CRASH)}): {s.get('reason', '')}"[:160]
         elif st in (S.DIVERGED, S.NOT_CONVERGED):
             state, note = st, s.get("reason", "")
-        if state == "todo" and not note:
+        if state == S.TODO and not note:
             other = _finished_elsewhere(root, grid["name"], preset, rid, spec.eval, cfg)
             if other is not None:
                 # The same resolved config already ran for another grid: one training, one row per grid.
                 if finished_state(RunDir(other).read_summary(), cfg, rid) == "reevaluate":
                     run_dir, note = other, f"{REEVAL_NOTE}; run of {other.parent.parent.name}"
                 else:
-                    run_dir, state, note = other, "done", f"same run as {other.parent.parent.name}"
-        if state == "todo":
+                    run_dir, state, note = other, S.DONE, f"same run as {other.parent.parent.name}"
+        if state == S.TODO:
             j = read_json(RunDir(run_dir).job)
             holder = rundir.owner(run_dir)
             if holder is not None:
                 # a live process trains it (a killed launcher's job, another launch): not trained twice
-                state, note = "running", f"in use by {holder}: not submitted again"
+                state, note = S.RUNNING, f"in use by {holder}: not submitted again"
             elif j and j.get("executor") == "slurm" and _slurm_active(j.get("job_id", "")):
-                state, note = "queued", f"SLURM job {j['job_id']}"
+                state, note = S.QUEUED, f"SLURM job {j['job_id']}"
             elif RunDir(run_dir).metrics.exists() and not note:
                 n = RunDir(run_dir).epochs_logged()
                 note = f"resumes after epoch {n}/{cfg.epochs}"
@@ -172,14 +171,14 @@ def run_status(grid_name: str, preset: str, root=None, sets=None, world: int = 1
     for p in planned:
         n = RunDir(p.run_dir).epochs_logged()
         progress = f"epoch {n}/{p.cfg.epochs}"
-        if p.state == "queued":
-            p.state, p.note = ("running" if n else "queued"), f"{p.note}, {progress}"
-        elif p.state == "todo" and n:
-            p.state, p.note = "partial", f"{progress} (rerun `run` to resume)"
-        elif p.state == "todo" and RunDir(p.run_dir).job.exists():
-            p.state = "submitted"
-        elif p.state == "todo":
-            p.state = "pending"
+        if p.state == S.QUEUED:
+            p.state, p.note = (S.RUNNING if n else S.QUEUED), f"{p.note}, {progress}"
+        elif p.state == S.TODO and n:
+            p.state, p.note = S.PARTIAL, f"{progress} (rerun `run` to resume)"
+        elif p.state == S.TODO and RunDir(p.run_dir).job.exists():
+            p.state = S.SUBMITTED
+        elif p.state == S.TODO:
+            p.state = S.PENDING
     counts = {}
     for p in planned:
         counts[p.state] = counts.get(p.state, 0) + 1

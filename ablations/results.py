@@ -19,7 +19,7 @@ write leaves the table repaired.
 Columns (a row may leave the ones that do not apply empty):
 
 identity      grid, run_id (resolved-config hash), preset, run_dir, status
-              (pending|running|done|diverged|not_converged|error, see pretrain/status.py;
+              (pending|running|done|diverged|not_converged|error, see pretrain/base/status.py;
               done, diverged and not_converged are results), reason (why it diverged, did not
               converge or stopped), error_kind (error rows: oom|distributed|user|crash|lost|
               config_changed; an error is no result: kept out of tables and verdicts, retried
@@ -39,7 +39,7 @@ metrics       loss, pretext_acc1, pretext_acc5, knn_acc, knn_init (kNN of the sa
 evaluation    eval_split (test: the test set; val: the validation split of training images,
               for design decisions), n_eval (the images scored)
 lincls        lincls_protocol: which linear protocol lincls_acc1/5 come from, sgd
-              (main_lincls.py's) or logreg (the converged probe, pretrain/probe.py); empty in a
+              (main_lincls.py's) or logreg (the converged probe, pretrain/eval/probe.py); empty in a
               table written before the column existed (sgd)
 cost          wall_s, images_per_s, peak_mem_mb, step_time_s, world_size (processes)
 provenance    host, git_sha, finished_at (ISO 8601)
@@ -59,9 +59,9 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from pretrain import status as S
-from pretrain.errors import UserError
-from pretrain.fileio import atomic_path, stale_temps
+from pretrain.base import status as S
+from pretrain.base.errors import UserError
+from pretrain.base.fileio import atomic_path, stale_temps
 
 from .envpaths import env_path
 
@@ -203,10 +203,10 @@ def read(path: str | os.PathLike | None = None) -> pd.DataFrame:
         if c not in df.columns:
             df[c] = pd.NA
     df = df[COLUMNS]
-    legacy = df["status"].astype(str) == S.LEGACY_FAILED       # rows written before diverged/not_converged
-    if legacy.any():
-        df.loc[legacy, "status"] = [S.from_summary({"status": S.LEGACY_FAILED, "reason": r})
-                                    for r in df.loc[legacy, "reason"]]
+    unsplit = df["status"].astype(str) == S.UNSPLIT_FAILED      # one "failed" for diverged and not_converged
+    if unsplit.any():
+        df.loc[unsplit, "status"] = [S.from_summary({"status": S.UNSPLIT_FAILED, "reason": r})
+                                    for r in df.loc[unsplit, "reason"]]
     bad = ~df["status"].isin(STATUSES)
     if bad.any():
         i = int(bad.idxmax())
@@ -255,7 +255,7 @@ def upsert(rows: Iterable[Mapping], path: str | os.PathLike | None = None,
     ``key`` is one column or a tuple of columns (the ablation launcher uses ``("grid", "run_id")``:
     a run shared by two grids has one row in each).
 
-    A row holding a result (status done, diverged or not_converged: ``pretrain.status.RESULTS``) is never
+    A row holding a result (status done, diverged or not_converged: ``pretrain.base.status.RESULTS``) is never
     replaced by a row that is not a result (pending, running, error): a finished result is never overwritten
     by a rerun. A result may be replaced by a result (a re-evaluation).
     Unknown columns are an error, so a typo cannot silently create a column. Through a symbolic link the

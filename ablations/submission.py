@@ -4,25 +4,25 @@ run is a :class:`Submitted` (the planned run, its job once started, the callable
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from pretrain import status as S
-from pretrain.fileio import atomic_write_json, git_sha
-from pretrain.rundir import RunDir
+from pretrain.base import provenance
+from pretrain.base import status as S
+from pretrain.base.fileio import atomic_write_json
+from pretrain.base.rundir import RunDir
 
 from . import results
 from .executors import make_executor
-from .job import GridJob, base_row, record_error, row_from_run_dir
+from .job import GridJob
 from .launcher import Planned
+from .rows import base_row, record_error, row_from_run_dir
 
 
 @dataclass
@@ -43,8 +43,8 @@ def record_existing(grid: dict, preset: str, planned: list[Planned], results_pat
         known = have.get((grid["name"], p.run_id))
         if p.state in S.RESULTS and p.row and known != p.state:
             rows.append(p.row)
-        elif p.state == "todo":
-            rows.append({**base_row(grid["name"], preset, p.run_id, p.run_dir, p.cfg), "status": "pending"})
+        elif p.state == S.TODO:
+            rows.append({**base_row(grid["name"], preset, p.run_id, p.run_dir, p.cfg), "status": S.PENDING})
     if rows:
         results.upsert(rows, results_path, key=("grid", "run_id"))
 
@@ -54,11 +54,11 @@ def submit(grid: dict, preset: str, planned: list[Planned], kind: str, params: d
     """Submit the runs to do: on SLURM one job array (``executor.batch``); locally ``parallel`` jobs at a time
     (a laptop has no scheduler: the rest are started by :func:`wait_all` as slots free up).
     Returns one :class:`Submitted` per run."""
-    todo = [p for p in planned if p.state == "todo"]
+    todo = [p for p in planned if p.state == S.TODO]
     if not todo:
         return []
     results_path = str(results_path or results.default_path())
-    sha = git_sha()
+    sha = provenance.git_sha()
     ex = make_executor(kind, folder, params, name=f"{grid['name']}-{Path(preset).stem}")
     out = []
     for p in todo:
@@ -127,20 +127,15 @@ def _stderr_to(path: Path):
 
 def _record_job(p: Planned, kind: str, job, folder: Path) -> None:
     atomic_write_json(RunDir(p.run_dir).job, {"executor": kind, "job_id": str(job.job_id), "folder": str(folder),
-                                               "submitted_at": _now()})
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+                                               "submitted_at": provenance.utc_now()})
 
 
 def _job_failed_row(grid: dict, preset: str, p: Planned, reason: str) -> dict:
     """The row of a job that died (killed, out of memory, node failure, ...): status error, not a result;
     the next `ablations run` submits it again and it resumes from its last checkpoint."""
-    s = record_error(p.run_dir, p.run_id, reason, "lost")
-    return {**base_row(grid["name"], preset, p.run_id, p.run_dir, p.cfg), "status": "error",
-            "error_kind": s["error_kind"], "reason": reason[:500], "host": socket.gethostname(),
-            "finished_at": _now(), "git_sha": git_sha()}
+    s = record_error(p.run_dir, p.run_id, reason, S.LOST)
+    return {**base_row(grid["name"], preset, p.run_id, p.run_dir, p.cfg), "status": S.ERROR,
+            "error_kind": s["error_kind"], "reason": reason[:500], **provenance.stamp()}
 
 
 def _reason(exc: BaseException) -> str:
@@ -238,7 +233,7 @@ def _interrupted(grid: dict, preset: str, pending: list, kind: str, finished: in
             except Exception:  # noqa: BLE001 - still stopping: reported below as cancelled anyway
                 pass
     rows = [{**base_row(grid["name"], preset, h.planned.run_id, h.planned.run_dir, h.planned.cfg),
-             "status": "pending"} for h in pending]
+             "status": S.PENDING} for h in pending]
     if rows:
         try:
             results.upsert(rows, results_path, key=("grid", "run_id"))

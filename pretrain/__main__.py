@@ -8,10 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from .distributed import planned_rank
-from .config import add_config_args, config_hash, load_config, overrides_from_args
-from . import status as S
-from .errors import EXIT_DIVERGED, EXIT_NOT_CONVERGED, UserError, cli, die
+import yaml
+
+from pretrain.base import status as S
+from pretrain.base.errors import EXIT_DIVERGED, EXIT_NOT_CONVERGED, UserError, cli, die
+from pretrain.config import add_config_args, config_hash, load_config, overrides_from_args
+from pretrain.engine.lifecycle import run
+from pretrain.models.encoder import RESNETS
+from pretrain.runtime.distributed import planned_rank, planned_world_size
 
 
 def parse(argv=None):
@@ -21,7 +25,7 @@ def parse(argv=None):
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its checkpoint")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_config_args(p)
+    add_config_args(p, RESNETS)
     return p.parse_args(argv)
 
 
@@ -31,11 +35,9 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.preset, overrides_from_args(args))
         if args.print_config:
-            import yaml
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
             return 0
-        out = Path(args.output) if args.output else Path("runs") / f"{Path(args.preset).stem}-{config_hash(cfg)}"
-        from .train import run
+        out = Path(args.output) if args.output else Path("runs") / f"{Path(args.preset).stem}-{config_hash(cfg, planned_world_size())}"
         t = time.time()
         summary = run(cfg, out, resume=args.resume or not args.output, progress=not args.no_progress)
     except UserError as e:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pretrain.errors import cli, report
+from pretrain.base.errors import cli, report
 
 from .build import build
 from .errors import ReportError

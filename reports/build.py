@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from . import claims, data, figures, paths, render, tables
+from . import claims, data, figures, paths, render, sections
 
 REFERENCE_RESULTS = Path(__file__).resolve().parent / "reference" / "tiny-v1" / "results.csv"
 REFERENCE_CLAIMS_VERSION = 1        # the claims version the committed reference set was judged by
@@ -67,6 +67,7 @@ def build(results_path=None, out_dir="reports/out", progress: bool = True, claim
     report per preset in ``out_dir/<preset>/`` and an index page in ``out_dir`` with each preset's verdicts
     (presets, datasets and archs are never pooled). ``exploratory_path``: a second results table (an
     exploratory set) judged by the same claims, its outcome shown beside each verdict of the same preset."""
+    sections.check()                # a grid YAML without its section: refused before anything is read or written
     out_dir = Path(out_dir)
     res = data.load_results(results_path)
     spec = claims.load(claims_path or claims.CLAIMS_FILE)
@@ -133,18 +134,13 @@ def _write_verdicts(out_dir: Path, vds: list, spec: dict) -> None:
 
 
 def build_unit(res: data.Results, out_dir: Path, name: str, spec: dict, progress: bool = True) -> dict:
-    """The report of one preset (rows already restricted to it) into ``out_dir``."""
+    """The report of one preset (rows already restricted to it) into ``out_dir``: every section's tables, the
+    verdicts, every section's figures and the forest plot, the pages."""
     fig_dir = out_dir / "figures"
-    steps = tqdm(total=9, desc=f"report {name}".strip(), disable=not progress, unit="step")
+    n_figures = sum(len(sec.figures) for sec in sections.SECTIONS)
+    steps = tqdm(total=n_figures + 5, desc=f"report {name}".strip(), disable=not progress, unit="step")
 
-    parts = {}
-    for key, fn in (("table1_momentum", tables.momentum), ("fig3_mechanisms", tables.mechanisms),
-                    ("figA1_shuffle_bn", tables.shuffle_bn), ("v2_table1", tables.v2),
-                    ("transfer", tables.transfer), ("cost", tables.cost), ("baselines", tables.baselines)):
-        t, extra = fn(res)
-        parts[key] = {"table": t, **extra}
-    for key in ("table1_momentum", "fig3_mechanisms"):
-        parts[key]["baselines"] = parts["baselines"]["cells"]
+    parts, shown = _tables(res)
     steps.update(1)
     vds = claims.judge_all(res.df, name, spec)
     if "exploratory" in spec:
@@ -153,10 +149,10 @@ def build_unit(res: data.Results, out_dir: Path, name: str, spec: dict, progress
     steps.update(1)
 
     figs = {}
-    for key, fn in (("fig3_mechanisms", figures.fig3), ("table1_momentum", figures.momentum),
-                    ("figA1_shuffle_bn", figures.shuffle_bn), ("cost", figures.cost)):
-        figs[key] = fn(res, parts[key], fig_dir)
-        steps.update(1)
+    for sec in sections.SECTIONS:
+        for f in sec.figures:
+            figs[f.key] = f.draw(res, parts, fig_dir)
+            steps.update(1)
     figs["forest"] = figures.forest(vds, fig_dir)
     steps.update(1)
 
@@ -175,33 +171,12 @@ def build_unit(res: data.Results, out_dir: Path, name: str, spec: dict, progress
         "forest": {"key": "forest", "files": figs["forest"],
                    "alt": "Forest plot: every claim's effect with its 95 % confidence interval"},
         "sources": ref,
-        "sections": [
-            {"key": "baselines", "title": "Baselines: random init and raw pixels",
-             "tables": [parts["baselines"]["table"]]},
-            {"key": "fig3", "title": "MoCo Fig. 3: contrastive loss mechanisms",
-             "figures": [{"key": "fig3_mechanisms", "files": figs["fig3_mechanisms"],
-                          "alt": "Fig. 3: accuracy vs K per mechanism, ours (left) and the paper (right)"}],
-             "tables": [parts["fig3_mechanisms"]["table"]]},
-            {"key": "table1", "title": "MoCo momentum ablation (Table 1 of this suite)",
-             "figures": [{"key": "table1_momentum", "files": figs["table1_momentum"],
-                          "alt": "Table 1: accuracy vs momentum m, ours (left) and the paper (right)"}],
-             "tables": [parts["table1_momentum"]["table"]]},
-            {"key": "figA1", "title": "MoCo Fig. A.1: shuffling BN",
-             "figures": [{"key": "figA1_shuffle_bn", "files": figs["figA1_shuffle_bn"],
-                          "alt": "Fig. A.1: pretext and kNN accuracy over epochs, shuffle BN on vs off"}],
-             "tables": [parts["figA1_shuffle_bn"]["table"]]},
-            {"key": "v2", "title": "MoCo v2 Table 1", "tables": [parts["v2_table1"]["table"]]},
-            {"key": "transfer", "title": "Transfer to detection", "tables": [parts["transfer"]["table"]]},
-            {"key": "cost", "title": "Memory and time per mechanism",
-             "figures": [{"key": "cost", "files": figs["cost"],
-                          "alt": "Throughput and peak memory vs K per mechanism"}],
-             "tables": [parts["cost"]["table"]]},
-            {"key": "reference", "title": "Other reference numbers (official repository)",
-             "tables": tables.reference_tables()},
-        ],
+        "sections": [{"key": sec.anchor, "title": sec.title,
+                      "figures": [{"key": f.key, "files": figs[f.key], "alt": f.alt} for f in sec.figures],
+                      "tables": shown[sec.name]} for sec in sections.page_order()],
     }
     for sec in ctx["sections"]:
-        for t in sec.get("tables", []):
+        for t in sec["tables"]:
             render.write_atomic(out_dir / "tables" / f"{t.key}.csv", t.frame().to_csv(index=False))
             render.write_atomic(out_dir / "tables" / f"{t.key}.tex", render.latex(t.frame(), t.title, t.caption))
     _write_verdicts(out_dir, vds, spec)
@@ -215,6 +190,19 @@ def build_unit(res: data.Results, out_dir: Path, name: str, spec: dict, progress
             "summary": summary, "summary_md": ctx["summary_md"], "preset": name}
 
 
+def _tables(res: data.Results) -> tuple[dict, dict]:
+    """Every section's tables: ``parts`` (by table key: the table and what its figures read) and the tables of each
+    section by section name."""
+    parts, shown = {}, {}
+    for sec in sections.SECTIONS:
+        shown[sec.name] = []
+        for fn in sec.tables:
+            t, extra = fn(res)
+            parts[t.key] = {"table": t, **extra}
+            shown[sec.name].append(t)
+    return parts, shown
+
+
 def _unit_summary(res: data.Results, name: str, esc) -> str:
     """The head line of one preset's report, table values passed through ``esc`` (``str`` for the HTML page,
     which escapes it whole, and the terminal; :func:`render.md_escape` for ``report.md``, whose own code
@@ -223,7 +211,7 @@ def _unit_summary(res: data.Results, name: str, esc) -> str:
         return (f"No results table at {esc(res.path)}: every grid is 'not run' "
                 f"(run a grid first, e.g. `make reproduce-table`).")
     counts = res.df["status"].value_counts().to_dict() if len(res.df) else {}
-    grids = [g for g in data.GRIDS if (res.df["grid"] == g).any()]
+    grids = [g for g in sections.result_grids() if (res.df["grid"] == g).any()]
     return ((f"Preset {esc(name)}: " if name else "") + f"results table {esc(res.path)}: {len(res.df)} rows ("
             + ", ".join(f"{v} {esc(k)}" for k, v in sorted(counts.items())) + "); grids run: "
             + (", ".join(grids) or "none") + ". Error rows (crash, OOM, lost job) are no result and "

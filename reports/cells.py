@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from pretrain.base import status as S
 
 
 @dataclass
@@ -79,13 +80,13 @@ def aggregate(rows: pd.DataFrame, metric: str, run_path, digits: int = 1) -> Cel
     """
     if rows is None or len(rows) == 0:
         return Cell(kind="not_run")
-    rows = rows[rows["status"] != "error"]
+    rows = rows[rows["status"] != S.ERROR]
     named = [str(r) for r in rows["run_dir"] if isinstance(r, str) and r.strip()]
     resolved = [(r, run_path(r)) for r in named]
     runs = [p for _, p in resolved if p is not None]
     unlinked = [r for r, p in resolved if p is None]
-    done = rows[(rows["status"] == "done") & rows[metric].notna()]
-    failed = rows[rows["status"].isin(["diverged", "not_converged"])]
+    done = rows[(rows["status"] == S.DONE) & rows[metric].notna()]
+    failed = rows[rows["status"].isin(S.FAILED)]
     reason = "; ".join(sorted({str(r) for r in failed["reason"] if r}))
     if len(done) == 0:
         if len(failed):

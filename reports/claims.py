@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pretrain.config import read_yaml_mapping
-from pretrain.errors import UserError
+from pretrain.base.yamlio import read_yaml_mapping
+from pretrain.base.errors import UserError
+from pretrain.base import status as S
 
 from . import stats
 from .errors import ReportError
@@ -38,8 +39,6 @@ NOT_JUDGEABLE = "not judgeable"                                 # version 2: a c
 OUTCOMES = (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_RUN, NOT_JUDGEABLE)
 VERSIONS = (1, 2)
 TOP_KEYS = {"version", "alpha", "claims", "gates"}
-RESULT_STATUSES = ("done", "diverged", "not_converged")     # an `error` row is never a result
-FAILED = ("diverged", "not_converged")
 TESTS = ("paired", "not_greater", "fails_more")
 CLAIM_KEYS = {"key", "claim", "source", "grid", "metric", "test", "direction", "scale", "where", "a", "b",
               "per", "parts", "margin"}
@@ -239,7 +238,7 @@ def _rows_by_seed(rows: pd.DataFrame, metric: str | None, where: str) -> dict:
     """seed -> result row (status done, diverged or not_converged; with a finite ``metric`` unless it is
     None); two results for one seed in one condition is a declaration error (the condition does not name one
     cell)."""
-    rows = rows[rows["status"].isin(RESULT_STATUSES)]
+    rows = rows[rows["status"].isin(S.RESULTS)]
     out = {}
     for _, r in rows.iterrows():
         seed = 0 if pd.isna(r["seed"]) else int(r["seed"])
@@ -257,7 +256,7 @@ def _rows_by_seed(rows: pd.DataFrame, metric: str | None, where: str) -> dict:
 
 def _by_seed(rows: pd.DataFrame, metric: str | None, where: str) -> dict:
     """seed -> value (the metric, or True/False "failed" for metric None) over result rows."""
-    return {s: (r["status"] in FAILED) if metric is None else float(r[metric])
+    return {s: (r["status"] in S.FAILED) if metric is None else float(r[metric])
             for s, r in _rows_by_seed(rows, metric, where).items()}
 
 
@@ -476,7 +475,7 @@ def random_init_rows(rows: pd.DataFrame) -> pd.DataFrame:
     if "baseline" not in rows.columns:
         return rows.iloc[0:0]
     return rows[(rows["grid"] == "baselines") & (rows["baseline"].astype(str) == "random_init")
-                & rows["status"].isin(RESULT_STATUSES)]
+                & rows["status"].isin(S.RESULTS)]
 
 
 def random_init_of(r: pd.Series, base: pd.DataFrame, metric: str) -> float:
@@ -510,7 +509,7 @@ def gate(rows_by_seed: dict, base: pd.DataFrame, gates: dict) -> GateResult:
         if math.isnan(pre):
             continue
         fails = set()
-        if r["status"] != "done":
+        if r["status"] != S.DONE:
             fails.add("status")
             g.statuses[r["status"]] = g.statuses.get(r["status"], 0) + 1
         neg = negatives(r)
@@ -613,8 +612,8 @@ def judge_v2(c: dict, rows: pd.DataFrame, alpha: float, unit_name: str = "", gat
             _rows_by_seed(rb, None if test == "fails_more" else metric, where)
         seeds = sorted(set(pa) & set(pb))
         if test == "fails_more":
-            fa = {s: r["status"] in FAILED for s, r in pa.items()}
-            fb = {s: r["status"] in FAILED for s, r in pb.items()}
+            fa = {s: r["status"] in S.FAILED for s, r in pa.items()}
+            fb = {s: r["status"] in S.FAILED for s, r in pb.items()}
             n10 = sum(fa[s] and not fb[s] for s in seeds)
             n01 = sum(fb[s] and not fa[s] for s in seeds)
             part = Part(label, "status", "", stats.mcnemar(n10, n01, len(seeds), alpha), unit="pp", a=fa, b=fb)

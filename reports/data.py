@@ -20,20 +20,17 @@ import pandas as pd
 
 from ablations import results as results_table
 from ablations.launcher import runs_root
-from pretrain import status
-from pretrain import mechanisms
-from pretrain.errors import UserError
-from pretrain.rundir import RunDir
+from pretrain.base import status
+from pretrain.config import mechanisms
+from pretrain.base.errors import UserError
+from pretrain.base.rundir import RunDir
 from . import paths
 from .errors import ReportError
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-GRIDS = ("fig3_mechanisms", "table1_momentum", "figA1_shuffle_bn", "v2_table1", "transfer", "baselines")
-RESULT_STATUSES = ("done", "diverged", "not_converged")   # results; `error` rows never are
-FAILED = ("diverged", "not_converged")
-MECHANISMS = tuple(mechanisms.MECHANISMS)   # tables and figures in the order of pretrain.mechanisms, the one list
+MECHANISMS = tuple(mechanisms.MECHANISMS)   # tables and figures in the order of pretrain.config.mechanisms, the one list
 MECH_LABEL = {"moco": "MoCo", "end_to_end": "end-to-end", "memory_bank": "memory bank"}
 METRIC_LABEL = {"lincls_acc1": "linear top-1 (%)", "knn_acc": "kNN top-1 (%)",
                 "pretext_acc1": "pretext top-1 (%)"}
@@ -158,7 +155,7 @@ def load_results(path: str | os.PathLike | None) -> Results:
     for c in FLAGS:
         df[c] = df[c].astype(object).map(_to_bool)
     # status as stored; a table written before diverged/not_converged were told apart says `failed`, read
-    # once here through the pretrainer's one legacy mapping
+    # once here through the pretrainer's one mapping of an unsplit ``failed``
     df["status"] = [status.from_summary({"status": (s or "").lower(), "reason": r or ""})
                     for s, r in zip(df["status"], df["reason"])]
     df["mechanism"] = df["mechanism"].map(lambda s: s.replace("-", "_").lower() if s else s)
@@ -208,7 +205,7 @@ def read_curve(run_path: Path | None) -> pd.DataFrame | None:
 def accuracy_metric(rows: pd.DataFrame) -> str:
     """The accuracy we compare with the paper: linear top-1 where every finished
     run of the grid has it (the paper's protocol), else kNN top-1."""
-    done = rows[rows["status"] == "done"]
+    done = rows[rows["status"] == status.DONE]
     if len(done) and done["lincls_acc1"].notna().all():
         return "lincls_acc1"
     return "knn_acc"

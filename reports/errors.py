@@ -1,5 +1,5 @@
-"""The report builder's error: a user-facing message, no traceback (a ``pretrain.errors.UserError``)."""
-from pretrain.errors import UserError
+"""The report builder's error: a user-facing message, no traceback (a ``pretrain.base.errors.UserError``)."""
+from pretrain.base.errors import UserError
 
 
 class ReportError(UserError):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pretrain.errors import cli, report
-from pretrain.fileio import atomic_write_text
+from pretrain.base.errors import cli, report
+from pretrain.base.fileio import atomic_write_text
 
 from .errors import ReportError
 from .render import md_escape

@@ -13,7 +13,7 @@ import html
 import re
 from pathlib import Path
 
-from pretrain.fileio import atomic_write_text
+from pretrain.base.fileio import atomic_write_text
 
 from .cells import Cell, Table
 from .paths import href

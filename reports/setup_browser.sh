@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install Debian's chromium for the report's headless-browser test
-# (tests/test_reports_browser.py).  Idempotent; prints the install time.
+# (tests/reports/test_reports_browser.py).  Idempotent; prints the install time.
 set -euo pipefail
 if [ -x /usr/bin/chromium ]; then
     echo "chromium already installed: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"

@@ -1,7 +1,7 @@
 """Memory-bank diagnostic: does the bank's pretext task fail because of a bug (indexing, update) or because of
 the scale (few refreshes per entry, a random initial bank, stale positives against fresh negatives)?
 
-It runs the trainer's own data path (pretrain.train.Trainer: sampler, loader, batched augmentation, model,
+It runs the trainer's own data path (pretrain.engine.trainer.Trainer: sampler, loader, batched augmentation, model,
 optimizer, per-epoch reseeding) and the real ``MemoryBank.forward``, and records per step, from the logits the
 model returns (cosines = logits x tau):
 
@@ -15,7 +15,7 @@ model returns (cosines = logits x tau):
 
 Modes: ``frozen`` (no optimizer step: the encoder is the initial one throughout, so from the second epoch on
 every positive holds the image's own feature from the same network under another augmentation; a correct
-bank must then give a pretext top-1 far above chance) and ``train`` (the training step of pretrain/train.py).
+bank must then give a pretext top-1 far above chance) and ``train`` (the training step of pretrain/engine/trainer.py).
 
     python scripts/bank_diagnostic.py --modes frozen,train --bank-inits random,features --seed 100 \
         --out /tmp/bank/diag.json
@@ -36,10 +36,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pretrain.builder import accuracy_t, info_nce          # noqa: E402
-from pretrain.config import load_config                     # noqa: E402
-from pretrain.schedule import lr_at                         # noqa: E402
-from pretrain.train import Trainer, seed_all                # noqa: E402
+from pretrain.config import load_config  # noqa: E402
+from pretrain.engine.trainer import Trainer
+from pretrain.models.mechanism import accuracy_t, info_nce  # noqa: E402
+from pretrain.runtime.schedule import lr_at  # noqa: E402
+from pretrain.runtime.seeding import seed_all  # noqa: E402
 
 COLS = ("mode", "bank_init", "bank_m", "tau", "epoch", "steps", "acc1", "chance", "cos_pos", "cos_fresh",
         "cos_stale", "cos_never", "above_pos", "above_fresh", "above_stale", "frac_fresh", "age_pos", "age_neg",

@@ -108,7 +108,7 @@ check "torchrun --nproc_per_node 1" 240 "$PY" -m torch.distributed.run --standal
 # 7. the batched augmentation makes no host sync
 [ "$DEV" = cuda ] && check "batched augmentation: no host sync (torch.cuda.set_sync_debug_mode error)" 60 "$PY" - <<'EOF'
 import torch
-from pretrain.augment import BatchedAugment
+from pretrain.data.augment import BatchedAugment
 x = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8, device="cuda")
 g = torch.Generator(device="cuda").manual_seed(0)
 for plus, blur in ((False, True), (True, True), (True, False)):

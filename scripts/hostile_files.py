@@ -11,7 +11,7 @@ from hostile_common import PY, SHORT, Ctx, _res, _short_run, refused
 # a pickle whose loading touches the marker file (harmless stand-in for any command); the checkpoint around it
 # is a real, loadable run checkpoint, so only the payload decides whether a reader refuses it
 _EVIL = ("import pathlib, sys, torch\n"
-         "from pretrain.checkpoint import load\n"
+         "from pretrain.runtime.checkpoint import load\n"
          "class Payload:\n"
          "    def __reduce__(self):\n"
          "        return (pathlib.Path.touch, (sys.argv[3],))\n"

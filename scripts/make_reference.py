@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 
 from ablations import results
-from pretrain.errors import UserError, cli
-from pretrain import status as S
-from pretrain.fileio import atomic_write_text, refuse_overwrite
+from pretrain.base import status as S
+from pretrain.base.errors import UserError, cli
+from pretrain.base.fileio import atomic_write_text, refuse_overwrite
 from reports.build import build
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
 """The two linear protocols side by side on the same frozen features: main_lincls.py's SGD (lr 30, 100 epochs,
-cached features) and the converged probe (``--protocol logreg``, pretrain/probe.py), with kNN beside them, for
+cached features) and the converged probe (``--protocol logreg``, pretrain/eval/probe.py), with kNN beside them, for
 the baselines (raw pixels; the network at random init of ``--seed``) and for each checkpoint given.
 
     python scripts/probe_vs_sgd.py --preset tiny [--seed 0] [CKPT ...] [--json FILE]
@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pretrain import baselines as B  # noqa: E402
-from pretrain import lincls  # noqa: E402
+from pretrain.base.errors import cli  # noqa: E402
 from pretrain.config import load_config  # noqa: E402
-from pretrain.errors import cli  # noqa: E402
-from pretrain.protocol import LinclsConfig  # noqa: E402
+from pretrain.eval import baselines as B  # noqa: E402
+from pretrain.eval import lincls  # noqa: E402
+from pretrain.eval.protocol import LinclsConfig  # noqa: E402
 
 
 def _timed(f, *a, **kw):

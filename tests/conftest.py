@@ -11,7 +11,6 @@ PY = sys.executable
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slurm: needs the real SLURM cluster (ablations/slurm/cluster.sh)")
-    config.addinivalue_line("markers", "slow: integration test of more than a few seconds")
 
 
 @pytest.fixture
@@ -24,7 +23,7 @@ def env():
 
 
 # The tiny recipe of the first tiny sets (git 84bc967), as overrides of today's tiny preset: run ids pinned before
-# the #11 pilot changed the preset are computed with these (the runs of that design keep their ids).
+# the budget pilot changed the preset are computed with these (the runs of that design keep their ids).
 TINY_V1 = {"crop_scale_min": 0.2, "stem_stride": 1, "moco_m": 0.99, "epochs": 6, "precision": "fp32",
            "channels_last": False, "knn_every": 3, "bank_init": "random", "width": 16, "subset": 20000}
 

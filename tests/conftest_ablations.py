@@ -1,4 +1,4 @@
-"""Helpers and fixtures shared by tests/test_ablations.py and tests/test_slurm_cluster.py (imported by them;
+"""Helpers and fixtures shared by tests/ablations/test_ablations.py and tests/ablations/test_slurm_cluster.py (imported by them;
 not a conftest.py, which the suite's lead owns).
 
 ``slurm_cluster``: a real single-node SLURM. Uses the cluster named by an exported ``SLURM_CONF`` when it

@@ -37,7 +37,7 @@ def _entry(rank, fn, world, port, out, args):
 
 
 def shuffle_inverse(rank, world, out):
-    from pretrain.shuffle_bn import batch_shuffle_ddp, batch_unshuffle_ddp
+    from pretrain.models.shuffle_bn import batch_shuffle_ddp, batch_unshuffle_ddp
     n = 8
     x = (torch.arange(n) + rank * n).float().view(n, 1)
     torch.manual_seed(123 + rank)               # different local seeds: rank 0's permutation must win
@@ -53,7 +53,7 @@ def shuffle_inverse(rank, world, out):
 
 
 def global_bn(rank, world, out, full_x, weight, bias):
-    from pretrain.shuffle_bn import GlobalBatchNorm
+    from pretrain.models.shuffle_bn import GlobalBatchNorm
     bn = GlobalBatchNorm(full_x.shape[1])
     with torch.no_grad():
         bn.weight.copy_(weight)
@@ -81,13 +81,13 @@ def mechanism_step(rank, world, out, mechanism, batch, init_state, K):
     """One DDP training step of ``mechanism`` with global BN on this rank's half of ``batch``."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from pretrain.builder import info_nce
-    from pretrain.mechanisms import MECHANISMS
-    from pretrain.encoder import build_encoder
-    from pretrain.shuffle_bn import convert_bn
+    from pretrain.models.mechanism import info_nce
+    from pretrain.models.build import REGISTRY
+    from pretrain.models.encoder import build_encoder
+    from pretrain.models.shuffle_bn import convert_bn
     enc = build_encoder("resnet18", dim=8, cifar_stem=True, width=4)
     enc = convert_bn(enc, "sync", 1, world, torch.device("cpu"))
-    model = MECHANISMS[mechanism].from_config(tiny_mechanism_config(K), enc, num_images=32, shuffle="sync")
+    model = REGISTRY[mechanism].from_config(tiny_mechanism_config(K), enc, num_images=32, shuffle="sync")
     model.load_state_dict(init_state)
     net = DDP(model, broadcast_buffers=False)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5, momentum=0.9)
@@ -108,11 +108,11 @@ def mechanism_step(rank, world, out, mechanism, batch, init_state, K):
 
 def reference_step(mechanism, batch, init_state, K):
     """The same step in one process on the whole batch with plain BN."""
-    from pretrain.builder import info_nce
-    from pretrain.mechanisms import MECHANISMS
-    from pretrain.encoder import build_encoder
+    from pretrain.models.mechanism import info_nce
+    from pretrain.models.build import REGISTRY
+    from pretrain.models.encoder import build_encoder
     enc = build_encoder("resnet18", dim=8, cifar_stem=True, width=4)
-    model = MECHANISMS[mechanism].from_config(tiny_mechanism_config(K), enc, num_images=32, shuffle="off")
+    model = REGISTRY[mechanism].from_config(tiny_mechanism_config(K), enc, num_images=32, shuffle="off")
     model.load_state_dict(init_state)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5, momentum=0.9)
     xq, xk, idx = batch
@@ -128,8 +128,8 @@ def reference_step(mechanism, batch, init_state, K):
 def knn_sharded(rank, world, out, over):
     """kNN accuracy computed by ``world`` processes together (each its shard of the bank and the test set)."""
     from pretrain.config import load_config
-    from pretrain.encoder import encoder_for
-    from pretrain.knn import knn_accuracy
+    from pretrain.models.encoder import encoder_for
+    from pretrain.eval.knn import knn_accuracy
     cfg = load_config("tiny", over)
     torch.manual_seed(0)
     enc = encoder_for(cfg)

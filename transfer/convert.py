@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pretrain.checkpoint import load
-from pretrain.errors import UserError, cli, report
-from pretrain.fileio import atomic_path, refuse_overwrite
+from pretrain.base.errors import UserError, cli, report
+from pretrain.base.fileio import atomic_path, refuse_overwrite
+from pretrain.runtime.checkpoint import load, query_encoder_state
 
 from .arch import DEPTHS, ArchError, declared_arch, infer_arch
 
@@ -52,7 +52,7 @@ class ConvertError(UserError):
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """The checkpoint at ``path`` through the suite's one reader (``pretrain.checkpoint.load``: tensors and
+    """The checkpoint at ``path`` through the suite's one reader (``pretrain.runtime.checkpoint.load``: tensors and
     plain data only, so a file made to run code when unpickled is refused, not run); its problems are
     :class:`ConvertError`."""
     try:
@@ -63,15 +63,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def query_encoder(obj: dict, path: str = "checkpoint") -> dict:
     """The query encoder's tensors with torchvision names (``module.`` and ``encoder_q.`` stripped)."""
-    sd = obj["state_dict"]
-    enc = {}
-    for k, v in sd.items():
-        k2 = k[len("module."):] if k.startswith("module.") else k
-        if k2.startswith("encoder_q."):
-            enc[k2[len("encoder_q."):]] = v
-    if not enc:
-        raise ConvertError(f"{path}: no query encoder ('encoder_q.*' or 'module.encoder_q.*' keys) "
-                           "in state_dict")
+    try:
+        enc = query_encoder_state(obj, path)
+    except UserError as e:
+        raise ConvertError(str(e)) from None
     arch = declared_arch(obj)
     if arch is not None and not arch.startswith("resnet"):
         raise ConvertError(f"{path}: arch '{arch}' is not a ResNet; detectron2's R-C4/R-FPN need a "
@@ -167,7 +162,7 @@ def verify(pkl_path: str | os.PathLike, config: str | os.PathLike = DEFAULT_CONF
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
-    from .d2config import load_cfg       # registers Res5ROIHeadsExtraNorm and the datasets
+    from .d2config import load_cfg  # registers Res5ROIHeadsExtraNorm and the datasets
 
     cfg = load_cfg(config, ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", str(depth)])
     model = build_model(cfg)

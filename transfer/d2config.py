@@ -8,7 +8,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from pretrain.errors import UserError
+from pretrain.base.errors import UserError
 
 
 def load_cfg(config: str | os.PathLike, opts=()):
@@ -16,8 +16,9 @@ def load_cfg(config: str | os.PathLike, opts=()):
     from .compat import ensure_detectron2
 
     ensure_detectron2()
-    from . import datasets, modeling  # noqa: F401  registers the head and dataset names
     from detectron2.config import get_cfg
+
+    from . import datasets, modeling  # noqa: F401  registers the head and dataset names
 
     config = Path(config)
     if not config.is_file():

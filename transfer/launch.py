@@ -20,15 +20,18 @@ import itertools
 import sys
 from pathlib import Path
 
-from pretrain.errors import UserError, cli, report
+from ablations import results as results_table
+from ablations.executors import make_executor
+from pretrain.base import status as S
+from pretrain.base.errors import UserError, cli, report
+
+from .train import run, run_id
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def plan(configs, weights, trials: int, opts=(), eval_only: bool = False):
     """The jobs as dicts (config, weights, trial, run_id)."""
-    from .train import run_id
-
     jobs = []
     for c, w, t in itertools.product(configs, weights, range(trials)):
         jobs.append({"config": str(c), "weights": str(w), "trial": t, "opts": list(opts),
@@ -37,8 +40,6 @@ def plan(configs, weights, trials: int, opts=(), eval_only: bool = False):
 
 
 def _job(config, weights, trial, opts, num_gpus, eval_only=False, output=None):
-    from .train import run
-
     return run(config, weights, trial, output, opts, num_gpus, eval_only=eval_only)
 
 
@@ -70,10 +71,9 @@ def main(argv=None) -> int:
             return report(UserError(f"not found: {f}"))
     if a.trials < 1:
         return report(UserError("--trials must be >= 1"))
-    from ablations import results as results_table
 
     df = results_table.read()
-    done = set(df.loc[df["status"] == "done", "run_id"].astype(str))
+    done = set(df.loc[df["status"] == S.DONE, "run_id"].astype(str))
     jobs = [j for j in plan(a.configs, a.weights, a.trials, a.opts, a.eval_only) if j["run_id"] not in done]
     print(f"{len(jobs)} job(s) to run ({len(a.configs)} config(s) x {len(a.weights)} checkpoint(s) "
           f"x {a.trials} trial(s), already done skipped)")
@@ -82,7 +82,6 @@ def main(argv=None) -> int:
     if a.dry_run or not jobs:
         return 0
 
-    from ablations.executors import make_executor
 
     folder = Path(a.folder)
     # one node, one task per job: detectron2's launch() starts a process per GPU inside it
@@ -104,7 +103,7 @@ def main(argv=None) -> int:
         try:
             row = s.result()
             print(f"{row['run_id']}: {row['status']} AP50={row.get('AP50')} AP={row.get('AP')}")
-            failed += row["status"] != "done"
+            failed += row["status"] != S.DONE
         except Exception as e:  # the job's row says 'error' with the reason
             failed += 1
             print(f"job {s.job_id} failed: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)

@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from pretrain.errors import cli, report
-from pretrain.fileio import atomic_dir
+from pretrain.base.errors import cli, report
+from pretrain.base.fileio import atomic_dir
 
 CLASS_NAMES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",

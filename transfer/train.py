@@ -25,19 +25,20 @@ the trial number, so trials differ and reruns are reproducible.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import hashlib
 import json
 import os
-import socket
 import stat
 import sys
 import time
 from pathlib import Path
 
-from pretrain.fileio import atomic_write_json, git_sha
-from pretrain.errors import UserError, cli, report
+from pretrain.base.fileio import atomic_write_json
+from pretrain.base import provenance
+from pretrain.base.errors import UserError, cli, report
+from pretrain.base import status as S
 
+from . import convert as conv
 from .d2config import check_datasets, config_digest, load_cfg, task_of
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 # importable there. Only an import hook (transfer.compat): numpy and PIL are patched when detectron2 is
 # imported, not when this module is.
 from .compat import install_import_hook  # noqa: E402
+from ablations import results as results_table
 
 install_import_hook()
 
@@ -177,7 +179,6 @@ def _worker(cfg, resume: bool, eval_only: bool, result_file: str | None):
 def run(config, weights=None, trial: int = 0, output=None, opts=(), num_gpus=None,
         eval_only: bool = False, resume: bool = False, results_path=None) -> dict:
     """Fine-tune and evaluate; returns the results row written to the results table."""
-    from ablations import results as results_table
 
     opts = [str(o) for o in opts]
     cfg = load_cfg(config, opts)
@@ -197,7 +198,6 @@ def run(config, weights=None, trial: int = 0, output=None, opts=(), num_gpus=Non
         if not Path(weights).is_file():
             raise UserError(f"weights not found: {weights}")
         if not str(weights).endswith(".pkl"):  # a pretrainer checkpoint: convert it first
-            from . import convert as conv
             try:
                 obj = conv.load_checkpoint(weights)
                 # declared, or recognised from the weights: the converter's rule (transfer.arch)
@@ -240,10 +240,10 @@ def run(config, weights=None, trial: int = 0, output=None, opts=(), num_gpus=Non
 
     base = {"grid": "transfer", "run_id": rid, "run_dir": str(out_dir), "task": task_of(cfg),
             "config": Path(config).name, "weights": str(weights), "trial": int(trial),
-            "host": socket.gethostname(), "arch": f"resnet{cfg.MODEL.RESNETS.DEPTH}",
+            "host": provenance.host(), "arch": f"resnet{cfg.MODEL.RESNETS.DEPTH}",
             "seed": int(cfg.SEED), "batch_size": int(cfg.SOLVER.IMS_PER_BATCH),
             "lr": float(cfg.SOLVER.BASE_LR)}
-    results_table.upsert([{**base, "status": "running"}], results_path)
+    results_table.upsert([{**base, "status": S.RUNNING}], results_path)
     result_file = str(out_dir / "transfer_results.json")
     t0 = time.perf_counter()
     try:
@@ -258,19 +258,18 @@ def run(config, weights=None, trial: int = 0, output=None, opts=(), num_gpus=Non
     except BaseException as e:
         reason = f"{type(e).__name__}: {e}".splitlines()[0][:300]
         # a crash is no result: status error (kept out of every table and verdict), its kind its own field
-        kind = "oom" if "out of memory" in reason.lower() else ("user" if isinstance(e, UserError) else "crash")
-        results_table.upsert([{**base, "status": "error", "error_kind": kind, "reason": reason}], results_path)
+        kind = S.OOM if "out of memory" in reason.lower() else (S.USER if isinstance(e, UserError) else S.CRASH)
+        results_table.upsert([{**base, "status": S.ERROR, "error_kind": kind, "reason": reason}], results_path)
         raise
     metrics = _metrics(out["results"])
     steps = out["step_times"]
-    row = {**base, **metrics, "status": "done", "reason": "",
+    row = {**base, **metrics, "status": S.DONE, "reason": "",
            "wall_s": round(time.perf_counter() - t0, 3),
            "step_time_s": round(sum(steps[1:]) / len(steps[1:]), 4) if len(steps) > 1
            else (round(steps[0], 4) if steps else None),
-           "git_sha": git_sha(),
-           "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+           "git_sha": provenance.git_sha(), "finished_at": provenance.utc_now()}
     if not metrics:
-        row.update(status="error", error_kind="crash", reason="evaluation produced no box AP")
+        row.update(status=S.ERROR, error_kind=S.CRASH, reason="evaluation produced no box AP")
     results_table.upsert([row], results_path)
     return row
 
@@ -297,7 +296,7 @@ def main(argv=None) -> int:
         return report(e)
     print(json.dumps({k: row.get(k) for k in ("run_id", "status", "task", "AP50", "AP", "AP75",
                                               "APm", "step_time_s", "wall_s")}))
-    return 0 if row["status"] == "done" else 1
+    return 0 if row["status"] == S.DONE else 1
 
 
 if __name__ == "__main__":
