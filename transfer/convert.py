@@ -41,6 +41,8 @@ from pretrain.base.fileio import atomic_path, refuse_overwrite
 from pretrain.runtime.checkpoint import load, query_encoder_state
 
 from .arch import DEPTHS, ArchError, declared_arch, infer_arch
+from .compat import ensure_detectron2
+from .d2config import load_cfg
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "pascal_voc_R_50_C4_24k_moco.yaml"
@@ -154,7 +156,6 @@ def verify(pkl_path: str | os.PathLike, config: str | os.PathLike = DEFAULT_CONF
     res5 parameters and buffers that it did not load, ``mismatched`` are tensors whose loaded
     value differs from the file.  A good conversion has all three empty.
     """
-    from .compat import ensure_detectron2
 
     ensure_detectron2()
     import logging
@@ -162,7 +163,6 @@ def verify(pkl_path: str | os.PathLike, config: str | os.PathLike = DEFAULT_CONF
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
-    from .d2config import load_cfg  # registers Res5ROIHeadsExtraNorm and the datasets
 
     cfg = load_cfg(config, ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", str(depth)])
     model = build_model(cfg)

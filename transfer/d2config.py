@@ -10,15 +10,16 @@ from pathlib import Path
 
 from pretrain.base.errors import UserError
 
+from .compat import ensure_detectron2
+
 
 def load_cfg(config: str | os.PathLike, opts=()):
     """detectron2 config from a YAML (with ``_BASE_``) plus ``KEY VALUE`` overrides (not frozen)."""
-    from .compat import ensure_detectron2
 
     ensure_detectron2()
     from detectron2.config import get_cfg
 
-    from . import datasets, modeling  # noqa: F401  registers the head and dataset names
+    from . import datasets, modeling  # noqa: F401  (they import detectron2, an optional dependency: registered here)
 
     config = Path(config)
     if not config.is_file():

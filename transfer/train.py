@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 # spawned launch() workers import this module before they unpickle detectron2 objects: make detectron2
 # importable there. Only an import hook (transfer.compat): numpy and PIL are patched when detectron2 is
 # imported, not when this module is.
-from .compat import install_import_hook  # noqa: E402
+from .compat import ensure_detectron2, install_import_hook  # noqa: E402
 from ablations import results as results_table
 
 install_import_hook()
@@ -86,7 +86,6 @@ def run_id(config, opts, weights, trial, eval_only: bool = False) -> str:
 
 
 def build_trainer_class():
-    from .compat import ensure_detectron2
 
     ensure_detectron2()
     from detectron2.engine import DefaultTrainer, HookBase

@@ -8,17 +8,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+# what a result is computed by: an edit elsewhere (tests, scripts, docs) does not make a result's commit dirty
+CODE = ("pretrain", "ablations", "reports", "transfer", "pyproject.toml")
 
 
 def git_sha(repo=REPO) -> str:
-    """The checkout's commit as 12 hex digits, ``-dirty`` appended when tracked files differ from it;
-    ``unknown`` outside a git checkout. One format for every results row."""
+    """The checkout's commit as 12 hex digits, ``-dirty`` appended when a tracked file of the suite's code
+    (:data:`CODE`) differs from it; ``unknown`` outside a git checkout. One format for every results row."""
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True,
                              text=True, timeout=10)
         if sha.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE], cwd=repo,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):

@@ -19,6 +19,7 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 
 def preset_path(name: str) -> Path:
+    """A preset's YAML file: ``name`` itself when it is a .yaml/.yml path, else ``presets/<name>.yaml``."""
     p = Path(name)
     if p.suffix in (".yaml", ".yml"):
         if not p.exists():

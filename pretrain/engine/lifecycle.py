@@ -30,6 +30,8 @@ KNN_RESULT_KEYS = ("knn_monitor", "knn_k", "knn_t", "knn_feature", "knn_subset")
 
 def summarize(cfg: Config, history: list, status: str, reason: str, wall_s: float, device, world: int,
               knn_init: float | None = None, n_eval: int | None = None) -> dict:
+    """A run's ``summary.json``: its status and reason, identity, the last epoch's metrics, the final kNN, speed,
+    memory, the device and the provenance stamp."""
     last = history[-1] if history else {}
     knn = [r["knn_acc"] for r in history if r.get("knn_acc") is not None]
     return {

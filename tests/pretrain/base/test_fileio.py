@@ -1,5 +1,6 @@
 """The one home for file writes (pretrain/base/fileio.py) and for a run directory's file names (RunDir)."""
 import re
+import subprocess
 
 import pytest
 
@@ -58,6 +59,25 @@ def test_one_git_sha_format(tmp_path):
     else:                                                            # an unpacked archive
         assert sha == "unknown"
     assert provenance.git_sha(tmp_path) == "unknown"                 # not a checkout
+
+
+def test_dirty_means_the_suites_code_changed(tmp_path):
+    """An edit to a test or a script leaves a result's commit clean; an edit to the code computing it does not."""
+    def git(*a):
+        subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+    for f in ("pretrain/x.py", "tests/test_x.py", "scripts/s.py"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("a = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    clean = provenance.git_sha(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{12}", clean)
+    (tmp_path / "tests/test_x.py").write_text("a = 2\n")
+    (tmp_path / "scripts/s.py").write_text("a = 2\n")
+    assert provenance.git_sha(tmp_path) == clean
+    (tmp_path / "pretrain/x.py").write_text("a = 2\n")
+    assert provenance.git_sha(tmp_path) == clean + "-dirty"
 
 
 def test_one_provenance_stamp():
