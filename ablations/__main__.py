@@ -161,11 +161,11 @@ def main(argv=None) -> int:
                                    world=world, seeds=args.seeds, seed_start=args.seed_start)
             if args.dry_run:          # `all`: a config shared with an earlier grid is trained once
                 for p in planned:
-                    if p.state == S.TODO and p.run_id in planned_ids:
+                    if p.state == S.TO_DO and p.run_id in planned_ids:
                         p.state, p.note = S.SHARED, "same config as an earlier grid: trained once"
                     planned_ids.add(p.run_id)
             print(L.format_table(grid, args.preset, planned))
-            todo = sum(p.state == S.TODO for p in planned)
+            todo = sum(p.state == S.TO_DO for p in planned)
             if args.dry_run:
                 print("\n".join(cost.estimate(planned, args.preset, params=params, bench=args.bench, benched=benched,
                                                totals=totals)))

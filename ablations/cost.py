@@ -86,7 +86,7 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
     matched = other = 0
     lines, total_s, unknown = [], 0.0, 0
     for p in planned:
-        if p.state != S.TODO:
+        if p.state != S.TO_DO:
             continue
         if p.note.startswith(REEVAL_NOTE):
             lines.append(f"  {p.run_id}  {p.spec.label:60s} {'re-evaluation only':>12s}  ~    0 min (kNN)")
@@ -116,7 +116,7 @@ def estimate(planned: list[Planned], preset: str, results_path=None, params: dic
             lines.append(f"  {p.run_id}  {p.spec.label:60s} {images:>12,d} images  (no measured images/s)")
     devices = max(params.get("gpus_per_node") or 0, 1) * (params.get("nodes") or 1)
     unit = "GPU" if params.get("gpus_per_node") else "job"
-    known = sum(p.state == S.TODO and not p.note.startswith(REEVAL_NOTE) for p in planned) - unknown
+    known = sum(p.state == S.TO_DO and not p.note.startswith(REEVAL_NOTE) for p in planned) - unknown
     if unknown and not known:
         head = "estimated pretraining time: unknown"
     else:

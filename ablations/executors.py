@@ -12,11 +12,11 @@ from pathlib import Path
 import submitit
 
 from pretrain.base.errors import UserError
+from pretrain.base.provenance import REPO
 from pretrain.base.yamlio import read_yaml_mapping
 
 from .envpaths import env_path
 
-REPO = Path(__file__).resolve().parent.parent
 EXECUTORS = ("slurm", "local", "debug", "auto")
 # SLURM/launch parameters: flag / profile key -> type.
 

@@ -20,6 +20,7 @@ from pretrain.base import rundir
 from pretrain.base import status as S
 from pretrain.base.errors import UserError
 from pretrain.base.fileio import read_json
+from pretrain.base.provenance import REPO
 from pretrain.base.rundir import RunDir
 from pretrain.config import EVAL_KEYS, Config, config_hash, eval_settings
 from pretrain.engine.finished import finished_state
@@ -28,7 +29,6 @@ from .envpaths import env_path
 from .grid import RunSpec, expand, load_grid
 from .rows import lincls_result, row_from_run_dir
 
-REPO = Path(__file__).resolve().parent.parent
 REEVAL_NOTE = "finished; re-evaluation from its checkpoint (evaluation settings changed)"
 
 
@@ -91,7 +91,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
         run_dir = root / grid["name"] / Path(preset).stem / rid
         s = RunDir(run_dir).read_summary()
         st = S.from_summary(s)
-        state, note = S.TODO, ""
+        state, note = S.TO_DO, ""
         if st in (S.DIVERGED, S.NOT_CONVERGED) and retry_failed:
             note = f"retrying {st} run"          # its summary is set aside when submitted (a dry run keeps it)
         elif st in S.RESULTS and finished_state(s, cfg, rid) == "reevaluate":
@@ -106,7 +106,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
             note = f"retrying after error ({s.get('error_kind', S.CRASH)}): {s.get('reason', '')}"[:160]
         elif st in (S.DIVERGED, S.NOT_CONVERGED):
             state, note = st, s.get("reason", "")
-        if state == S.TODO and not note:
+        if state == S.TO_DO and not note:
             other = _finished_elsewhere(root, grid["name"], preset, rid, spec.eval, cfg)
             if other is not None:
                 # The same resolved config already ran for another grid: one training, one row per grid.
@@ -114,7 +114,7 @@ def plan(grid_name: str, preset: str, root: Path | None = None, sets: dict | Non
                     run_dir, note = other, f"{REEVAL_NOTE}; run of {other.parent.parent.name}"
                 else:
                     run_dir, state, note = other, S.DONE, f"same run as {other.parent.parent.name}"
-        if state == S.TODO:
+        if state == S.TO_DO:
             j = read_json(RunDir(run_dir).job)
             holder = rundir.owner(run_dir)
             if holder is not None:
@@ -173,11 +173,11 @@ def run_status(grid_name: str, preset: str, root=None, sets=None, world: int = 1
         progress = f"epoch {n}/{p.cfg.epochs}"
         if p.state == S.QUEUED:
             p.state, p.note = (S.RUNNING if n else S.QUEUED), f"{p.note}, {progress}"
-        elif p.state == S.TODO and n:
+        elif p.state == S.TO_DO and n:
             p.state, p.note = S.PARTIAL, f"{progress} (rerun `run` to resume)"
-        elif p.state == S.TODO and RunDir(p.run_dir).job.exists():
+        elif p.state == S.TO_DO and RunDir(p.run_dir).job.exists():
             p.state = S.SUBMITTED
-        elif p.state == S.TODO:
+        elif p.state == S.TO_DO:
             p.state = S.PENDING
     counts = {}
     for p in planned:

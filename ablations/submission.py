@@ -43,7 +43,7 @@ def record_existing(grid: dict, preset: str, planned: list[Planned], results_pat
         known = have.get((grid["name"], p.run_id))
         if p.state in S.RESULTS and p.row and known != p.state:
             rows.append(p.row)
-        elif p.state == S.TODO:
+        elif p.state == S.TO_DO:
             rows.append({**base_row(grid["name"], preset, p.run_id, p.run_dir, p.cfg), "status": S.PENDING})
     if rows:
         results.upsert(rows, results_path, key=("grid", "run_id"))
@@ -54,7 +54,7 @@ def submit(grid: dict, preset: str, planned: list[Planned], kind: str, params: d
     """Submit the runs to do: on SLURM one job array (``executor.batch``); locally ``parallel`` jobs at a time
     (a laptop has no scheduler: the rest are started by :func:`wait_all` as slots free up).
     Returns one :class:`Submitted` per run."""
-    todo = [p for p in planned if p.state == S.TODO]
+    todo = [p for p in planned if p.state == S.TO_DO]
     if not todo:
         return []
     results_path = str(results_path or results.default_path())

@@ -21,14 +21,15 @@ import pandas as pd
 from ablations import results as results_table
 from ablations.launcher import runs_root
 from pretrain.base import status
-from pretrain.config import mechanisms
 from pretrain.base.errors import UserError
+from pretrain.base.provenance import REPO as REPO_ROOT
 from pretrain.base.rundir import RunDir
+from pretrain.config import mechanisms
+
 from . import paths
 from .errors import ReportError
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 MECHANISMS = tuple(mechanisms.MECHANISMS)   # tables and figures in the order of pretrain.config.mechanisms, the one list
 MECH_LABEL = {"moco": "MoCo", "end_to_end": "end-to-end", "memory_bank": "memory bank"}

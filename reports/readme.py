@@ -18,11 +18,11 @@ import pandas as pd
 
 from pretrain.base.errors import cli, report
 from pretrain.base.fileio import atomic_write_text
+from pretrain.base.provenance import REPO
 
 from .errors import ReportError
 from .render import md_escape
 
-REPO = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- verdicts: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /verdicts -->)", re.S)
 
 

@@ -27,7 +27,8 @@ import sys
 import types
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from pretrain.base.provenance import REPO
+
 #: where ``setup_detectron2.sh`` unpacks the sdist (override with $MOCOBENCH_DETECTRON2_SRC)
 SDIST_DIR = REPO / "third_party" / "detectron2-v0.6"
 

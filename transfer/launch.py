@@ -24,10 +24,9 @@ from ablations import results as results_table
 from ablations.executors import make_executor
 from pretrain.base import status as S
 from pretrain.base.errors import UserError, cli, report
+from pretrain.base.provenance import REPO
 
 from .train import run, run_id
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def plan(configs, weights, trials: int, opts=(), eval_only: bool = False):

@@ -37,11 +37,11 @@ from pretrain.base.fileio import atomic_write_json
 from pretrain.base import provenance
 from pretrain.base.errors import UserError, cli, report
 from pretrain.base import status as S
+from pretrain.base.provenance import REPO
 
 from . import convert as conv
 from .d2config import check_datasets, config_digest, load_cfg, task_of
 
-REPO = Path(__file__).resolve().parent.parent
 
 # spawned launch() workers import this module before they unpickle detectron2 objects: make detectron2
 # importable there. Only an import hook (transfer.compat): numpy and PIL are patched when detectron2 is

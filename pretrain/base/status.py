@@ -40,12 +40,12 @@ CONFIG_CHANGED = "config_changed"  # the grid's config of the run differs from t
 ERROR_KINDS = (OOM, DISTRIBUTED, USER, CRASH, LOST, CONFIG_CHANGED)
 
 # the states `ablations run/status` shows a planned run in (besides the RESULTS)
-TODO = "todo"                     # to be trained (or resumed)
+TO_DO = "todo"                    # to be trained (or resumed)
 QUEUED = "queued"                 # submitted to SLURM, not started
 SUBMITTED = "submitted"           # submitted by the local executor, not started
 PARTIAL = "partial"               # started, stopped before its last epoch
 SHARED = "shared"                 # the same run as an earlier grid's: trained once
-PLAN_STATES = (TODO, QUEUED, SUBMITTED, RUNNING, PARTIAL, PENDING, SHARED)
+PLAN_STATES = (TO_DO, QUEUED, SUBMITTED, RUNNING, PARTIAL, PENDING, SHARED)
 
 
 def from_summary(summary: Mapping | None) -> str:

@@ -16,8 +16,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from pretrain.base.errors import UserError
+from pretrain.base.provenance import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 # Debian's dataset-fashion-mnist, then torchvision's download (make data) under the repository's data/
 FASHION_MNIST_DIRS = ["/usr/share/datasets/fashion-mnist", str(REPO / "data" / "FashionMNIST" / "raw")]
 

@@ -7,7 +7,10 @@ import os
 import re
 from pathlib import Path
 
-from pretrain.base.errors import UserError, die
+import torchvision.datasets as tvd
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from pretrain.base.errors import UserError
 from pretrain.data.datasets import FASHION_MNIST_DIRS, REPO, find_fashion_mnist, load_fashion_mnist
 
 IMAGENET100_LIST = Path(__file__).resolve().parent / "imagenet100.txt"
@@ -19,14 +22,13 @@ def fashion_mnist() -> int:
     try:
         d = find_fashion_mnist("")
     except UserError:
-        import torchvision.datasets as tvd
         print("Fashion-MNIST: not installed by apt; downloading with torchvision into data/ ...")
         try:
             tvd.FashionMNIST(str(REPO / "data"), train=True, download=True)
             tvd.FashionMNIST(str(REPO / "data"), train=False, download=True)
         except Exception as e:  # noqa: BLE001 - network problems of any kind
-            die(UserError(f"Fashion-MNIST download failed ({e}); install Debian's dataset-fashion-mnist "
-                          f"or put the idx files in one of: {', '.join(FASHION_MNIST_DIRS)}"))
+            raise UserError(f"Fashion-MNIST download failed ({e}); install Debian's dataset-fashion-mnist "
+                            f"or put the idx files in one of: {', '.join(FASHION_MNIST_DIRS)}") from None
         d = find_fashion_mnist("")
     n_train = len(load_fashion_mnist(str(d), True))
     n_test = len(load_fashion_mnist(str(d), False))
@@ -51,7 +53,6 @@ def _few(names: list[str], n: int = 5) -> str:
 
 
 def _count_images(d: Path) -> int:
-    from torchvision.datasets.folder import IMG_EXTENSIONS
     with os.scandir(d) as it:
         return sum(1 for e in it if e.name.lower().endswith(IMG_EXTENSIONS) and e.is_file())
 

@@ -3,10 +3,14 @@
 paths, and the same step in other precisions and from the official ``moco/builder.py``, timed in one process."""
 from __future__ import annotations
 
+import functools
+import importlib.util
+import os
 import time
 from collections import defaultdict
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from pretrain.base.errors import UserError
@@ -124,11 +128,6 @@ def bench_official(cfg, official_dir: str, steps: int, device) -> float:
     """images/s of the official ``moco/builder.py`` MoCo (its own forward: shuffle BN over the process group,
     queue) with the same encoder, batch, K, m, tau and input size, fp32 as the official code, one process.
     ``official_dir``: a checkout of facebookresearch/moco (not shipped with this suite)."""
-    import functools
-    import importlib.util
-    import os
-
-    import torch.distributed as dist
     if device.type != "cuda":
         raise UserError("--official: the official moco/builder.py runs on CUDA only (its shuffle calls .cuda())")
     spec = importlib.util.spec_from_file_location("official_moco_builder",

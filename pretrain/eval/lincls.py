@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from pretrain.base.errors import UserError
@@ -371,7 +372,6 @@ def _resume_state(lck_path: Path, ident: dict, ckpt_path) -> dict | None:
 
 def _run_imagefolder(ckpt_path, lc, cfg, enc, state, sets, dev, out_path, lck_path, metrics_path,
                      progress) -> dict:
-    from torch.nn.parallel import DistributedDataParallel as DDP
     train_set, val_set = sets
     world, rank = D.world_size(), D.rank()
     if lc.batch_size % world:

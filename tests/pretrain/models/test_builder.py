@@ -10,10 +10,13 @@ from pretrain.models.end_to_end import EndToEnd
 from pretrain.models.memory_bank import MemoryBank
 from pretrain.models.moco import MoCo
 from pretrain.models.mechanism import accuracy, info_nce
+from pretrain import config
 from pretrain.config import MECHANISMS
+from pretrain.models import build  # noqa: F401  (imports the three implementations)
 from pretrain.models.registry import REGISTRY
 from pretrain.models.encoder import backbone_forward, build_encoder, feature_dim
 from pretrain.base.errors import UserError
+from reports import data
 
 
 class Lin(nn.Module):
@@ -36,9 +39,6 @@ def moco(K=5, m=0.9, T=0.5, dim=4):
 def test_registry_names_the_papers_mechanisms():
     """One list: the config's mechanisms in the paper's order, each with its config rules, and the registry's
     class under each name; config validation, --mechanism's choices and the reports' order are that list."""
-    from pretrain import config
-    from pretrain.models import build  # noqa: F401  (imports the three implementations)
-    from reports import data
     assert list(MECHANISMS) == ["moco", "end_to_end", "memory_bank"]
     assert list(REGISTRY) == ["moco", "end_to_end", "memory_bank"]
     assert [REGISTRY[n] for n in MECHANISMS] == [MoCo, EndToEnd, MemoryBank]
@@ -59,7 +59,6 @@ def test_registry_names_the_papers_mechanisms():
 def test_each_mechanism_declares_its_own_rules():
     """Validation asks the config's mechanism for its rules; a key one mechanism alone reads (bank_init) is out of
     the others' run identity."""
-    from pretrain import config
     assert MECHANISMS.own_keys_of_others("moco") == ("bank_init",)
     assert MECHANISMS.own_keys_of_others("memory_bank") == ()
     e2e = config.Config(mechanism="end_to_end", moco_k=64, batch_size=32)
