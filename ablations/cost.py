@@ -62,7 +62,8 @@ def bench_images_per_s(cfg: Config, steps: int = 5, timeout_s: float = 900) -> f
         with tempfile.TemporaryDirectory(prefix="mocobench-bench-") as d:
             path = Path(d) / "config.yaml"
             save_yaml(cfg, path)
-            argv = [sys.executable, "-m", "pretrain.bench", "--preset", str(path), "--steps", str(steps), "--json"]
+            argv = [sys.executable, "-m", "pretrain.bench", "--preset", str(path), "--steps", str(steps),
+                    "--rounds", "1", "--json"]
             out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, cwd=REPO)
         return float(json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"]) if out.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, IndexError):

@@ -2,7 +2,9 @@
 forward/backward, momentum update, key forward, loss, queue/bank), and the two augmentation paths (per image
 in DataLoader workers vs batched on the device), for a preset and any overrides (batch, K, mechanism...).
 
-Example: ``python -m pretrain.bench --preset tiny --batch-size 256 --moco-k 4096 --steps 10``
+Examples: ``python -m pretrain.bench --preset tiny --batch-size 256 --moco-k 4096 --steps 10``;
+``python -m pretrain.bench --preset tiny --compile default --compare --official ../moco`` (the compiled step,
+the eager one and the official ``moco/builder.py``, timed in turn in one process).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import sys
 
 from pretrain.base.errors import cli
 from pretrain.config import add_config_args, load_config, overrides_from_args
-from pretrain.engine.bench import format_table, run_bench
+from pretrain.engine.bench import format_table, profile_step, run_bench
 from pretrain.models.encoder import RESNETS
 
 
@@ -29,14 +31,21 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="tiny")
     p.add_argument("--steps", type=_steps, default=10, help="timed steps (>= 1)")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    p.add_argument("--rounds", type=_steps, default=3, help="rounds of --steps steps per variant, in turn (>= 1)")
     p.add_argument("--compare", action="store_true",
-                   help="also time fp32 (contiguous) and bf16 + channels_last beside the config's precision")
+                   help="also time the eager step in fp32 (contiguous), bf16 + channels_last (and fp16 + "
+                        "channels_last on CUDA), and the config's precision eager when --compile is set")
     p.add_argument("--official", default="", metavar="DIR",
                    help="also time the official moco/builder.py from a facebookresearch/moco checkout in DIR")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: torch.profiler's table of the config's whole step over --steps steps")
     add_config_args(p, RESNETS)
     args = p.parse_args(argv)
     cfg = load_config(args.preset, overrides_from_args(args))
-    result = run_bench(cfg, args.steps, compare=args.compare, official=args.official)
+    if args.profile:
+        print(profile_step(cfg, args.steps))
+        return 0
+    result = run_bench(cfg, args.steps, compare=args.compare, official=args.official, rounds=args.rounds)
     result = {"preset": args.preset, **result}
     print(json.dumps(result) if args.json else format_table(result))
     return 0

@@ -12,7 +12,7 @@ from .schema import EVAL_KEYS, FIELD_DEFAULTS, FIELD_NAMES, RUNTIME_KEYS, Config
 
 # keys hashed only when set away from their default: a config that leaves them at the default has the run id
 # it has without them (its run directory and results rows are recognised)
-HASHED_WHEN_SET = ("stem_stride", "bank_init")
+HASHED_WHEN_SET = ("stem_stride", "bank_init", "compile")
 
 
 def run_identity(cfg: Config, world: int) -> dict:

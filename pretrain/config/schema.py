@@ -17,6 +17,8 @@ SHUFFLE_BN = ("auto", "ddp", "split", "off", "sync")
 DATASETS = ("imagefolder", "cifar10", "cifar100", "stl10", "fashion_mnist", "synthetic")
 AUGMENT_ON = ("workers", "batched")
 PRECISIONS = ("fp32", "bf16", "fp16")
+# torch.compile modes of the encoders' training forward; off = the official eager step
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 # The keys outside a run's identity (run_identity: its hash, its directory, and what a resume must match), in
 # one place. RUNTIME_KEYS: how/where a run runs, not what it computes; may differ on resume.
 RUNTIME_KEYS = ("workers", "device", "threads", "data", "dist_timeout_min")
@@ -69,6 +71,10 @@ class Config:
     cos_first_epoch: int = 0          # number of the first epoch in the cosine formula (main_moco 0; CIFAR demo 1)
     precision: str = "fp32"           # fp32 | bf16 | fp16: autocast around the encoders (fp16 only on CUDA, GradScaler)
     channels_last: bool = False       # model and batches in channels_last memory format
+    # torch.compile of the encoders in the training step: off (the official eager step) | default (inductor) |
+    # reduce-overhead (+ CUDA graphs) | max-autotune; kNN, the bank fill and export stay eager. Equal to the eager
+    # step within the tolerance of tests/pretrain/engine/test_fast_step.py, not bit for bit
+    compile: str = "off"
     # --- evaluation & bookkeeping -------------------------------------------------------------------
     knn_monitor: bool = False         # weighted-kNN monitor (the CIFAR demo's; official main_moco has none)
     knn_every: int = 10               # kNN monitor every N epochs (and at the end; 0 = only at the end)
@@ -112,5 +118,6 @@ FIELD_DEFAULTS = {f.name: f.default for f in fields(Config) if f.default is not 
 
 # the choices of the string-valued keys (an unquoted YAML off/no/false reads as a boolean: see _coerce_str)
 STR_CHOICES = {"mechanism": tuple(MECHANISMS), "shuffle_bn": SHUFFLE_BN, "dataset": DATASETS, "augment_on": AUGMENT_ON,
-               "precision": PRECISIONS, "lr_scaling": ("none", "linear"), "knn_feature": ("backbone", "head"),
-               "device": ("auto", "cpu", "cuda"), "eval_split": EVAL_SPLITS, "bank_init": ("random", "features")}
+               "precision": PRECISIONS, "compile": COMPILE_MODES, "lr_scaling": ("none", "linear"),
+               "knn_feature": ("backbone", "head"), "device": ("auto", "cpu", "cuda"), "eval_split": EVAL_SPLITS,
+               "bank_init": ("random", "features")}

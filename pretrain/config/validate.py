@@ -8,7 +8,7 @@ from dataclasses import fields
 from pretrain.base.errors import UserError
 
 from .mechanisms import MECHANISMS
-from .schema import AUGMENT_ON, DATASETS, EVAL_SPLITS, PRECISIONS, SHUFFLE_BN, STR_CHOICES, Config
+from .schema import AUGMENT_ON, COMPILE_MODES, DATASETS, EVAL_SPLITS, PRECISIONS, SHUFFLE_BN, STR_CHOICES, Config
 
 # how validate() names a float key in its messages
 FLOAT_LABELS = {"moco_t": "moco_t (tau)", "moco_m": "moco_m (m)", "knn_t": "knn_t (the kNN temperature)"}
@@ -32,6 +32,8 @@ def validate(cfg: Config) -> Config:
         bad(f"augment_on must be one of {', '.join(AUGMENT_ON)}, got '{cfg.augment_on}'")
     if cfg.precision not in PRECISIONS:
         bad(f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
+    if cfg.compile not in COMPILE_MODES:
+        bad(f"compile must be one of {', '.join(COMPILE_MODES)}, got '{cfg.compile}'")
     if cfg.precision == "fp16" and cfg.device == "cpu":
         bad("precision fp16 needs CUDA (autocast on the CPU is bf16); use --precision bf16 or fp32")
     if not 0.0 < cfg.crop_scale_min <= 1.0:

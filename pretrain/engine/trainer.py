@@ -92,7 +92,7 @@ class Trainer:
             train_dir, _ = data.imagefolder_dirs(cfg.data)
             self.train_set = data.IndexedImageFolder(train_dir, TwoCrops(pil_transform(
                 cfg.image_size, cfg.aug_plus, mean, std, crop_scale=(cfg.crop_scale_min, 1.0), blur=cfg.blur)))
-            self.batched_aug = None
+            self.batched_aug = self.resident = None
         else:
             split = data.pretrain_split(cfg)
             batched = cfg.augment_on == "batched"
@@ -100,6 +100,8 @@ class Trainer:
             tf = None if batched else TwoCrops(pil_transform(cfg.image_size, cfg.aug_plus, mean, std, **crop))
             self.train_set = data.TensorImages(split, tf)
             self.batched_aug = BatchedAugment(cfg.image_size, cfg.aug_plus, mean, std, **crop) if batched else None
+            # batched augmentation reads the uint8 images from the device (a view of the split on the CPU)
+            self.resident = split.images.to(self.device) if batched else None
         self.num_images = len(self.train_set)
         if self.num_images < cfg.batch_size:
             raise UserError(f"batch_size {cfg.batch_size} is larger than the {self.num_images} training images")
@@ -156,6 +158,10 @@ class Trainer:
         set_rng_state(ck["rng"])
 
     # -- training -----------------------------------------------------------------------------------------
+    #: steps between two reads of the step statistics (loss, top-1, top-5) to the host: the loop's one host
+    #: synchronisation, the NaN check and the progress bar's figures happen there (and at the epoch's end)
+    READ_EVERY = 50
+
     def train_epoch(self, epoch: int) -> dict:
         cfg, dev = self.cfg, self.device
         seed = seed_all(cfg.seed, epoch, self.rank)
@@ -164,15 +170,14 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.net.train()
-        sums = torch.zeros(4, dtype=torch.float64)         # loss, acc1, acc5, steps
+        pending, step_stats = [], []                       # on the device / read: [loss, acc1, acc5] per step
         images, t_step, t0 = 0, 0.0, time.perf_counter()
-        step_loss = []
         steps = len(self.sampler) // self.batch
         if cfg.max_steps:
             steps = min(steps, cfg.max_steps)
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=1.0,
                    disable=not (self.progress and D.is_main()), dynamic_ncols=True)
-        for step, (x, idx) in enumerate(self.loader(epoch)):
+        for step, (x, idx) in enumerate(self.batches(epoch)):
             if step >= steps:
                 break
             ts = time.perf_counter()
@@ -180,31 +185,41 @@ class Trainer:
             im_q, im_k = self.views(x, g)                      # main_moco.py: images[0], images[1] on the device
             output, target = self.net(im_q, im_k, idx)         # output, target = model(im_q=..., im_k=...)
             loss = info_nce(output, target)                    # loss = criterion(output, target); fp32 logits
-            lval, acc1, acc5 = self.step_stats(loss, output, target)   # acc1, acc5 = accuracy(output, target)
-            if cfg.fail_on_nan and not math.isfinite(lval):
-                bar.close()
-                raise Diverged(f"loss is {lval} at epoch {epoch + 1}, step {step + 1}")
+            pending.append(self.step_stats(loss, output, target))   # acc1, acc5 = accuracy(output, target)
             self.optimizer.zero_grad(set_to_none=True)         # optimizer.zero_grad()
             self.scaler.scale(loss).backward()                 # loss.backward()
             self.scaler.step(self.optimizer)                   # optimizer.step()
             self.scaler.update()
-            sums += torch.tensor([lval, acc1, acc5, 1.0], dtype=torch.float64)
-            step_loss.append(lval)
             images += im_q.shape[0] * self.world
+            if len(pending) == self.READ_EVERY or step + 1 == steps:
+                self.read_stats(pending, step_stats, epoch, bar)
             t_step += time.perf_counter() - ts
             bar.update(1)
-            bar.set_postfix(loss=f"{lval:.3f}", acc1=f"{acc1:.1f}", refresh=False)
+        self.read_stats(pending, step_stats, epoch, bar)       # a loader shorter than `steps`
         bar.close()
         seconds = time.perf_counter() - t0
-        if self.world > 1:
-            s = sums.to(dev)
-            torch.distributed.all_reduce(s)
-            sums = s.cpu() / self.world
-        n = max(sums[3].item(), 1.0)
-        return {"epoch": epoch + 1, "loss": sums[0].item() / n, "pretext_acc1": sums[1].item() / n,
-                "pretext_acc5": sums[2].item() / n, "lr": lr, "images_per_s": images / max(seconds, 1e-9),
+        n = max(len(step_stats), 1)
+        sums = [0.0, 0.0, 0.0]
+        for row in step_stats:                                 # float64, in step order
+            sums = [a + b for a, b in zip(sums, row)]
+        step_loss = [row[0] for row in step_stats]
+        return {"epoch": epoch + 1, "loss": sums[0] / n, "pretext_acc1": sums[1] / n,
+                "pretext_acc5": sums[2] / n, "lr": lr, "images_per_s": images / max(seconds, 1e-9),
                 "step_time_s": t_step / n, "seconds": seconds, "peak_mem_mb": peak_mem_mb(dev),
                 **loss_stats(step_loss, chance_loss(cfg)), "step_loss": block_means(step_loss)}
+
+    def batches(self, epoch: int):
+        """(images, dataset indices) of the epoch's mini-batches: the DistributedSampler's order in consecutive
+        batches of the per-process batch (drop_last), exactly as a DataLoader over it yields them. Batched
+        augmentation of a tensor dataset indexes the images resident on the device (:attr:`resident`: no
+        per-image collation, no copy per step); otherwise the DataLoader (with its workers) yields them."""
+        if self.resident is None:
+            yield from self.loader(epoch)
+            return
+        self.sampler.set_epoch(epoch)
+        for idx in torch.utils.data.BatchSampler(self.sampler, self.batch, drop_last=True):
+            idx = torch.tensor(idx, dtype=torch.long)
+            yield self.resident[idx.to(self.resident.device, non_blocking=True)], idx
 
     def views(self, x, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The query and key views of a batch on the device, in the run's memory format: augmented here with
@@ -219,13 +234,29 @@ class Trainer:
             im_k = x[1].to(dev, non_blocking=True).contiguous(memory_format=mf) if key else None
         return im_q, im_k
 
-    def step_stats(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> list[float]:
-        """[loss, top-1, top-5] of the step, averaged over the processes (the step's one host sync)."""
-        stats = torch.cat([loss.detach().view(1), accuracy_t(logits, labels)])
+    @staticmethod
+    def step_stats(loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """[loss, top-1, top-5] of the step as one tensor on the device (no host sync; :meth:`read_stats`)."""
+        return torch.cat([loss.detach().view(1), accuracy_t(logits, labels)])
+
+    def read_stats(self, pending: list, out: list, epoch: int, bar) -> None:
+        """Moves the ``pending`` steps' statistics to ``out`` as floats, averaged over the processes: one
+        all-reduce and one host synchronisation for all of them. With ``fail_on_nan``, a non-finite loss raises
+        :class:`Diverged` naming its step (the steps after it, up to this read, are lost with the run)."""
+        if not pending:
+            return
+        stats = torch.stack(pending).double()
         if self.world > 1:
             torch.distributed.all_reduce(stats)
             stats /= self.world
-        return stats.tolist()
+        first = len(out)
+        pending.clear()
+        for i, row in enumerate(stats.tolist()):
+            if self.cfg.fail_on_nan and not math.isfinite(row[0]):
+                bar.close()
+                raise Diverged(f"loss is {row[0]} at epoch {epoch + 1}, step {first + i + 1}")
+            out.append(row)
+        bar.set_postfix(loss=f"{out[-1][0]:.3f}", acc1=f"{out[-1][1]:.1f}", refresh=False)
 
     def knn(self) -> float:
         """kNN accuracy of the query encoder, computed by all processes together (each its shard)."""

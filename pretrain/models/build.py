@@ -16,13 +16,15 @@ REGISTRY.check_complete()
 
 
 def build_pretrainer(cfg, num_images: int, world: int = 1, device: torch.device | str = "cpu",
-                     precision: str | None = None, channels_last: bool | None = None) -> Mechanism:
+                     precision: str | None = None, channels_last: bool | None = None,
+                     compile_mode: str | None = None) -> Mechanism:
     """The pretrainer a resolved config describes, as the Trainer trains it: the query encoder
-    (:func:`pretrain.models.encoder.encoder_for`), given the BN layout of ``cfg.shuffle_bn`` with ``world`` processes,
-    in the config's memory format (``channels_last`` overrides it), wrapped in ``cfg.mechanism``'s module
-    (under ``precision``'s autocast, default the config's) on ``device``. ``num_images``: the training images
-    (the memory bank holds one entry each). Draws from torch's global RNG in this order: encoder, then the
-    dictionary (queue or bank)."""
+    (:func:`pretrain.models.encoder.encoder_for`), given the BN layout of ``cfg.shuffle_bn`` with ``world``
+    processes, in the config's memory format (``channels_last`` overrides it), wrapped in ``cfg.mechanism``'s
+    module (under ``precision``'s autocast, default the config's) on ``device``, its encoders compiled for the
+    step in ``compile_mode`` (default the config's ``compile``; :meth:`Mechanism.compile_encoders`).
+    ``num_images``: the training images (the memory bank holds one entry each). Draws from torch's global RNG in
+    this order: encoder, then the dictionary (queue or bank)."""
     device = torch.device(device)
     mode = resolve_mode(cfg.shuffle_bn, world)
     channels_last = cfg.channels_last if channels_last is None else channels_last
@@ -30,4 +32,6 @@ def build_pretrainer(cfg, num_images: int, world: int = 1, device: torch.device 
     enc = enc.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     model = REGISTRY[cfg.mechanism].from_config(cfg, enc, num_images=num_images, shuffle=mode,
                                                   amp_dtype=autocast_dtype(precision or cfg.precision))
-    return model.to(device)
+    model = model.to(device)
+    model.compile_encoders(compile_mode or cfg.compile)
+    return model

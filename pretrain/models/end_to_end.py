@@ -27,7 +27,7 @@ class EndToEnd(Mechanism):
         return cls(encoder_q, T=cfg.moco_t, shuffle=shuffle, amp_dtype=amp_dtype)
 
     def contrast(self, q, im_k, idx=None):
-        k = self.embed(self.encoder_q, im_k, self.key_shuffle)
+        k = self.embed(self.step_encoder("encoder_q"), im_k, self.key_shuffle)
         k_all = D.gather_with_grad(k)                                 # Ntot x C, with gradient
         n = q.shape[0]
         sim = torch.einsum("nc,mc->nm", q, k_all)                    # N x Ntot

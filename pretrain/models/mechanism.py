@@ -58,6 +58,22 @@ class Mechanism(nn.Module):
         self.T = T
         self.amp_dtype = amp_dtype           # autocast dtype of the encoders' forward passes (None = fp32)
         self.encoder_q = encoder_q
+        self._step_encoders: dict = {}       # name -> the compiled encoder of the step (compile_encoders)
+
+    # -- the fast step: compiled encoders ------------------------------------------------------------------
+    def compile_encoders(self, mode: str) -> None:
+        """``torch.compile`` the encoders (``encoder_q``, and ``encoder_k`` where the mechanism has one) for the
+        training step, in ``mode`` (:data:`pretrain.config.schema.COMPILE_MODES`; off = eager). The compiled
+        callables share the modules' parameters and buffers and are kept outside the module tree, so state dicts
+        keep their names and every other use of an encoder (kNN, the bank fill, export) runs it eagerly."""
+        self._step_encoders = {} if mode == "off" else {
+            name: torch.compile(getattr(self, name), mode=None if mode == "default" else mode)
+            for name in ("encoder_q", "encoder_k") if isinstance(getattr(self, name, None), nn.Module)}
+
+    def step_encoder(self, name: str) -> nn.Module:
+        """The encoder ``name`` as the training step runs it: compiled (:meth:`compile_encoders`) or the module."""
+        compiled = self._step_encoders.get(name)
+        return compiled if compiled is not None else getattr(self, name)
 
     @classmethod
     def from_config(cls, cfg, encoder_q: nn.Module, *, num_images: int = 0, shuffle: str = "off",
@@ -84,7 +100,7 @@ class Mechanism(nn.Module):
         raise NotImplementedError
 
     def forward(self, im_q: torch.Tensor, im_k: torch.Tensor | None = None, idx: torch.Tensor | None = None):
-        q = self.embed(self.encoder_q, im_q)                         # queries: N x C
+        q = self.embed(self.step_encoder("encoder_q"), im_q)         # queries: N x C
         l_pos, l_neg = self.contrast(q, im_k, idx)                   # N x 1, N x K
         logits = torch.cat([l_pos, l_neg], dim=1) / self.T
         labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)   # positives: column 0

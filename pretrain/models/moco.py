@@ -48,20 +48,20 @@ class MoCo(Mechanism):
     @torch.no_grad()
     def _dequeue_and_enqueue(self, keys: torch.Tensor) -> None:
         """Enqueue the mini-batch's keys (all processes) replacing the oldest; wraps around when K is not a
-        multiple of the batch size (the official code asserts it is)."""
+        multiple of the batch size (the official code asserts it is). The pointer stays on the device: no host
+        synchronisation (the official ``int(self.queue_ptr)`` is one per step)."""
         keys = D.concat_all_gather(keys)
         n = keys.shape[0]
         if n > self.K:                       # only the newest K keys fit
             keys, n = keys[-self.K:], self.K
-        ptr = int(self.queue_ptr)
-        idx = (ptr + torch.arange(n, device=keys.device)) % self.K
+        idx = (self.queue_ptr + torch.arange(n, device=keys.device)) % self.K
         self.queue[:, idx] = keys.T.to(self.queue.dtype)
-        self.queue_ptr[0] = (ptr + n) % self.K
+        self.queue_ptr.copy_((self.queue_ptr + n) % self.K)
 
     def contrast(self, q, im_k, idx=None):
         with torch.no_grad():
             self._momentum_update_key_encoder()
-            k = self.embed(self.encoder_k, im_k, self.key_shuffle)   # keys: N x C
+            k = self.embed(self.step_encoder("encoder_k"), im_k, self.key_shuffle)   # keys: N x C
         l_pos = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)        # N x 1
         l_neg = torch.einsum("nc,ck->nk", q, self.queue.clone().detach())   # N x K
         self._dequeue_and_enqueue(k)

@@ -122,7 +122,7 @@ TINY = {
     'bn_splits': 8,
     'epochs': 5, 'batch_size': 128, 'lr': 0.06, 'lr_ref_batch': 128, 'lr_scaling': 'linear', 'momentum': 0.9,
     'weight_decay': 0.0005, 'schedule': [120, 160], 'cos': True, 'cos_first_epoch': 0, 'precision': 'fp32',
-    'channels_last': False, 'knn_monitor': True, 'knn_every': 0, 'knn_k': 200, 'knn_t': 0.1,
+    'channels_last': False, 'compile': 'off', 'knn_monitor': True, 'knn_every': 0, 'knn_k': 200, 'knn_t': 0.1,
     'knn_feature': 'backbone', 'knn_subset': 0, 'eval_split': 'test', 'seed': 0, 'device': 'auto', 'threads': 0,
     'dist_timeout_min': 60, 'max_steps': 0, 'fail_on_nan': True, 'fail_loss_frac': 0.0, 'fail_below_init': False,
     'fail_loss_rise': 0.0,
