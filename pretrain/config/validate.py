@@ -8,7 +8,7 @@ from dataclasses import fields
 from pretrain.base.errors import UserError
 
 from .mechanisms import MECHANISMS
-from .schema import AUGMENT_ON, COMPILE_MODES, DATASETS, EVAL_SPLITS, PRECISIONS, SHUFFLE_BN, STR_CHOICES, Config
+from .schema import STR_CHOICES, Config
 
 # how validate() names a float key in its messages
 FLOAT_LABELS = {"moco_t": "moco_t (tau)", "moco_m": "moco_m (m)", "knn_t": "knn_t (the kNN temperature)"}
@@ -22,18 +22,9 @@ def validate(cfg: Config) -> Config:
     for f in fields(Config):
         if f.type == "float" and not math.isfinite(getattr(cfg, f.name)):
             bad(f"{FLOAT_LABELS.get(f.name, f.name)} must be a finite number, got {getattr(cfg, f.name)}")
-    if cfg.mechanism not in MECHANISMS:
-        bad(f"mechanism must be one of {', '.join(MECHANISMS)}, got '{cfg.mechanism}'")
-    if cfg.shuffle_bn not in SHUFFLE_BN:
-        bad(f"shuffle_bn must be one of {', '.join(SHUFFLE_BN)}, got '{cfg.shuffle_bn}'")
-    if cfg.dataset not in DATASETS:
-        bad(f"dataset must be one of {', '.join(DATASETS)}, got '{cfg.dataset}'")
-    if cfg.augment_on not in AUGMENT_ON:
-        bad(f"augment_on must be one of {', '.join(AUGMENT_ON)}, got '{cfg.augment_on}'")
-    if cfg.precision not in PRECISIONS:
-        bad(f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
-    if cfg.compile not in COMPILE_MODES:
-        bad(f"compile must be one of {', '.join(COMPILE_MODES)}, got '{cfg.compile}'")
+    for name, choices in STR_CHOICES.items():       # every string key with a fixed set of values
+        if getattr(cfg, name) not in choices:
+            bad(f"{name} must be one of {', '.join(choices)}, got '{getattr(cfg, name)}'")
     if cfg.precision == "fp16" and cfg.device == "cpu":
         bad("precision fp16 needs CUDA (autocast on the CPU is bf16); use --precision bf16 or fp32")
     if not 0.0 < cfg.crop_scale_min <= 1.0:
@@ -42,10 +33,6 @@ def validate(cfg: Config) -> Config:
         bad(f"cos_first_epoch must be >= 0, got {cfg.cos_first_epoch}")
     if cfg.dist_timeout_min < 1:
         bad(f"dist_timeout_min must be >= 1, got {cfg.dist_timeout_min}")
-    if cfg.lr_scaling not in ("none", "linear"):
-        bad(f"lr_scaling must be 'none' or 'linear', got '{cfg.lr_scaling}'")
-    if cfg.knn_feature not in ("backbone", "head"):
-        bad(f"knn_feature must be 'backbone' or 'head', got '{cfg.knn_feature}'")
     if cfg.moco_k < 1:
         bad(f"moco_k (K) must be >= 1, got {cfg.moco_k}")
     if not 0.0 <= cfg.moco_m <= 1.0:
@@ -70,10 +57,6 @@ def validate(cfg: Config) -> Config:
     for name in ("fail_loss_frac", "fail_loss_rise"):
         if not getattr(cfg, name) >= 0:
             bad(f"{name} must be >= 0, got {getattr(cfg, name)}")
-    if cfg.bank_init not in STR_CHOICES["bank_init"]:
-        bad(f"bank_init must be one of {', '.join(STR_CHOICES['bank_init'])}, got '{cfg.bank_init}'")
-    if cfg.eval_split not in EVAL_SPLITS:
-        bad(f"eval_split must be one of {', '.join(EVAL_SPLITS)}, got '{cfg.eval_split}'")
     if cfg.eval_split == "val" and cfg.dataset in ("imagefolder", "stl10"):
         bad(f"eval_split val needs a fixed-size dataset with one training set (not {cfg.dataset})")
     for name in ("fail_below_init", "knn_monitor"):

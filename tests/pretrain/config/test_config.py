@@ -65,6 +65,9 @@ def test_overrides_and_linear_scaling():
     ({"moco_m": 1.5}, r"moco_m .*\[0, 1\]"),
     ({"moco_t": 0}, "moco_t"),
     ({"mechanism": "simclr"}, "mechanism must be one of"),
+    ({"device": "gpu"}, "device must be one of auto, cpu, cuda, got 'gpu'"),     # not silently the CPU
+    ({"lr_scaling": "sqrt"}, "lr_scaling must be one of none, linear, got 'sqrt'"),
+    ({"eval_split": "train"}, "eval_split must be one of test, val, got 'train'"),
     ({"moco_k": "many"}, "cannot read 'many' as int"),
     ({"mechanism": "end_to_end", "moco_k": 4096, "batch_size": 256}, "moco_k must equal batch_size"),
 ])
